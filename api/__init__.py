@@ -1,0 +1,1 @@
+"""HTTP API and CLI over rag/ and ingestion/."""

@@ -1,0 +1,213 @@
+"""`ragops` command line. Every command takes --json and then prints one JSON document.
+
+Exit codes: 0 the command ran (an ingestion job with per-file failures still ran), 1 a job or
+operation failed, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rag.settings import Settings
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _emit(as_json: bool, data: Any, human: Any = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif human is not None:
+        out.print(human)
+
+
+def _services() -> Any:
+    from rag.pipeline import Services
+
+    return Services(Settings())
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    sys.exit(code)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def main(verbose: bool) -> None:
+    """ragops: answers with citations from trusted sources, or an honest refusal."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--source", help="Source name (default: the folder or file name).")
+@click.option("--tier", help="Trust tier (default: the least trusted configured tier).")
+@click.option("--ttl", help="Time to live of the chunks, e.g. 30d, 12h (default RAG_DEFAULT_TTL).")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+def ingest(
+    path: Path | None, source: str | None, tier: str | None, ttl: str | None, as_json: bool
+) -> None:
+    """Ingest PATH (a folder or a .jsonl corpus); without PATH, every declared source."""
+    from ingestion.runner import IngestRequest
+    from ingestion.service import load_manifest, make_ingestor
+    from rag.durations import parse_duration
+    from rag.store import StoreError
+
+    settings = Settings()
+    if tier is not None and tier not in settings.tiers:
+        raise click.BadParameter(
+            f"unknown tier {tier!r}; allowed: {', '.join(settings.tiers)}", param_hint="--tier"
+        )
+    if ttl is not None:
+        try:
+            parse_duration(ttl)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ttl") from exc
+    if path is None:
+        if source or tier or ttl:
+            raise click.UsageError("--source/--tier/--ttl need a PATH")
+        try:
+            requests = [s.request("cli") for s in load_manifest(settings.sources_file, settings.tiers)]
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(f"cannot read the source manifest: {exc}") from exc
+    else:
+        if not path.exists():
+            raise click.BadParameter(f"{str(path)!r} does not exist", param_hint="PATH")
+        name = source or (path.stem if path.is_file() else path.resolve().name)
+        requests = [
+            IngestRequest(name, tier or settings.tiers[-1], path, ttl or settings.default_ttl)
+        ]
+
+    services = _services()
+    try:
+        ingestor = make_ingestor(services)
+        for request in requests:
+            try:
+                ingestor.validate(request)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from exc
+        results = [_run_with_progress(ingestor, r) for r in requests]
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        services.close()
+    if as_json:
+        docs = [job.to_dict() for job in results]
+        _emit(True, docs[0] if len(docs) == 1 else docs)
+    else:
+        for job in results:
+            _print_job(job)
+    if any(job.status == "failed" for job in results):
+        sys.exit(1)
+
+
+def _run_with_progress(ingestor: Any, request: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(f"[bold]{request.source}[/bold] ({request.tier})"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name[-50:])
+
+        return ingestor.run(request, progress=progress)
+
+
+def _print_job(job: Any) -> None:
+    colour = "green" if job.status == "succeeded" else "red"
+    out.print(
+        f"[bold]{job.source}[/bold] -> tier [bold]{job.tier}[/bold]: "
+        f"[{colour}]{job.status}[/{colour}]  (job {job.job_id})"
+    )
+    table = Table(show_header=True, header_style="bold")
+    for key in ("added", "updated", "unchanged", "deleted", "failed"):
+        table.add_column(key, justify="right")
+    table.add_column("chunks written", justify="right")
+    table.add_row(*(str(job.counts[k]) for k in job.counts), str(job.chunks_written))
+    out.print(table)
+    for f in job.files:
+        if f.status == "failed":
+            out.print(f"  [red]failed[/red] {f.path}: {f.reason}")
+    if job.error:
+        out.print(f"  [red]job error:[/red] {job.error}")
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--source", help="Only jobs of this source.")
+@click.option("--json", "as_json", is_flag=True)
+def jobs(limit: int, source: str | None, as_json: bool) -> None:
+    """List recent ingestion jobs."""
+    services = _services()
+    records = services.jobs.recent(limit=limit, source=source)
+    table = Table("job", "source", "tier", "status", "started", "added", "updated", "unchanged",
+                  "deleted", "failed", "chunks")
+    for j in records:
+        table.add_row(j.job_id[:8], j.source, j.tier, j.status,
+                      j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "-",
+                      *(str(j.counts[k]) for k in ("added", "updated", "unchanged", "deleted", "failed")),
+                      str(j.chunks_written))
+    _emit(as_json, [j.to_dict(with_files=False) for j in records], table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def sources(as_json: bool) -> None:
+    """List sources: tier, documents, chunks, last refresh."""
+    from rag.types import iso
+
+    services = _services()
+    counts = services.catalog.document_counts()
+    rows = []
+    for s in services.catalog.sources():
+        docs, chunks = counts.get(s.name, (0, 0))
+        rows.append({
+            "name": s.name, "tier": s.tier, "path": s.path, "ttl": s.ttl, "schedule": s.schedule,
+            "documents": docs, "chunks": chunks,
+            "last_success_at": iso(s.last_success_at) if s.last_success_at else None,
+            "last_failure_at": iso(s.last_failure_at) if s.last_failure_at else None,
+            "last_error": s.last_error,
+        })
+    table = Table("source", "tier", "docs", "chunks", "ttl", "last refresh", "path")
+    for r in rows:
+        table.add_row(r["name"], r["tier"], str(r["documents"]), str(r["chunks"]), r["ttl"],
+                      r["last_success_at"] or "never", r["path"])
+    _emit(as_json, rows, table)
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default RAG_HOST, 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default RAG_PORT, 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Start the HTTP API."""
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run("api.main:create_app", factory=True, host=host or settings.host,
+                port=port or settings.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Builds the FastAPI app. `ragops serve` runs `create_app()` under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import health, sources
+from rag.pipeline import Services
+from rag.settings import Settings
+
+log = logging.getLogger("ragops.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services(settings)
+        # Open the store (and load the model) now: the first request should not pay for it,
+        # and the embedded store's lock is taken for this process's lifetime.
+        _ = services.store
+        app.state.services = services
+        log.info("ragops API ready (store=%s, data dir=%s)", settings.store_backend, settings.data_dir)
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(title="ragops", version="0.1.0", lifespan=lifespan)
+    app.include_router(health.router)
+    app.include_router(sources.router)
+    return app

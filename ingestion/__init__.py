@@ -1,0 +1,1 @@
+"""Ingestion: load, chunk by meaning, tag, embed, write; jobs and the scheduler."""

@@ -1,0 +1,314 @@
+"""An ingestion job: load -> chunk by meaning -> tag -> embed -> write, incrementally.
+
+Per document the order is: new chunks written, then the document's other chunks removed, then
+its state recorded. A reader never sees the document missing, and a job that dies half-way
+leaves every document either at its old or its new version; the next run converges.
+
+    ingestor = Ingestor(store, catalog, jobs, embedder)
+    job = ingestor.run(IngestRequest("handbook", "internal", Path("docs"), "90d"))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ingestion.chunking import EmbeddedChunk, SemanticChunker
+from ingestion.loaders import LoadError, discover, load_file, read_jsonl
+from rag.bm25 import BM25Encoder
+from rag.catalog import Catalog, DocumentState
+from rag.durations import parse_duration
+from rag.embedding import DenseEmbedder
+from rag.jobs import FileResult, JobLog, JobRecord
+from rag.store import ChunkFilter, VectorStore
+from rag.types import (
+    ChunkPayload,
+    ChunkPoint,
+    LoadedDocument,
+    chunk_id_for,
+    content_hash,
+    iso,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+# Documents are chunked and embedded together until about this much text is pending: batches
+# keep the model busy without holding a large corpus's token vectors in memory.
+BATCH_CHARS = 200_000
+BATCH_DOCS = 64
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    source: str
+    tier: str
+    path: Path
+    ttl: str
+    trigger: str = "cli"
+
+
+@dataclass
+class _Item:
+    """One unit of a source: a loaded document, or the reason it failed."""
+
+    name: str  # file path relative to the source, or "line N" of a JSONL corpus
+    doc: LoadedDocument | None = None
+    error: str | None = None
+    doc_id: str | None = None
+
+
+class Ingestor:
+    def __init__(
+        self,
+        store: VectorStore,
+        catalog: Catalog,
+        jobs: JobLog,
+        embedder: DenseEmbedder,
+        bm25: BM25Encoder | None = None,
+        chunker: SemanticChunker | None = None,
+        max_file_bytes: int = 20 * 1024 * 1024,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.jobs = jobs
+        self.embedder = embedder
+        self.bm25 = bm25 or BM25Encoder()
+        self.chunker = chunker or SemanticChunker(embedder)
+        self.max_file_bytes = max_file_bytes
+
+    def validate(self, request: IngestRequest) -> None:
+        """Bad arguments raise ValueError before any job exists (CLI exit 2, HTTP 422)."""
+        if request.tier not in self.store.tiers:
+            raise ValueError(
+                f"unknown tier {request.tier!r}; allowed tiers: {', '.join(self.store.tiers)}"
+            )
+        parse_duration(request.ttl)
+        if not request.source.strip():
+            raise ValueError("source name must not be empty")
+        if not request.path.exists():
+            raise ValueError(f"path {str(request.path)!r} does not exist")
+        if request.path.is_file() and request.path.suffix.lower() != ".jsonl":
+            raise ValueError(f"path {str(request.path)!r} must be a folder or a .jsonl corpus")
+        for src in self.catalog.sources():
+            if src.name == request.source and src.tier != request.tier:
+                raise ValueError(
+                    f"source {request.source!r} is indexed in tier {src.tier!r}; "
+                    "a source keeps its tier (use a new source name for another tier)"
+                )
+
+    def submit(self, request: IngestRequest) -> JobRecord:
+        """Validate and record a queued job; `run(request, job)` executes it."""
+        self.validate(request)
+        return self.jobs.create(
+            request.source, request.tier, str(request.path.resolve()), request.ttl, request.trigger
+        )
+
+    def run(
+        self,
+        request: IngestRequest,
+        job: JobRecord | None = None,
+        progress: Progress | None = None,
+    ) -> JobRecord:
+        job = job or self.submit(request)
+        try:
+            self._run(request, job, progress)
+        except Exception as exc:
+            log.exception("ingestion job %s failed", job.job_id)
+            reason = f"{type(exc).__name__}: {exc}"
+            self.jobs.finish(job, "failed", reason)
+            self.catalog.record_run(request.source, job.job_id, utc_now(), error=reason)
+            return job
+        self.jobs.finish(job, "succeeded")
+        self.catalog.record_run(request.source, job.job_id, job.finished_at or utc_now())
+        return job
+
+    # --------------------------------------------------------------------------------------
+    def _run(self, request: IngestRequest, job: JobRecord, progress: Progress | None) -> None:
+        self.catalog.register_source(
+            request.source, request.tier, str(request.path.resolve()), request.ttl
+        )
+        now = utc_now()
+        expires_at = now + parse_duration(request.ttl)
+        known = self.catalog.documents(request.source)
+        items, total = self._items(request.path)
+        self.jobs.start(job, total)
+        seen: set[str] = set()
+        unchanged: list[str] = []
+        pending: list[LoadedDocument] = []
+        done = 0
+
+        def flush() -> None:
+            self._write(request, job, pending, known, now, expires_at)
+            pending.clear()
+
+        for item in items:
+            done += 1
+            if progress:
+                progress(done, total, item.name)
+            if item.doc_id:
+                # A document that fails to load keeps its last good version in the index.
+                seen.add(item.doc_id)
+            if item.doc is None:
+                self.jobs.record_file(job, FileResult(item.name, "failed", item.error))
+                continue
+            doc = item.doc
+            previous = known.get(doc.doc_id)
+            if previous is not None and previous.content_hash == doc.content_hash:
+                unchanged.append(doc.doc_id)
+                self.jobs.record_file(job, FileResult(item.name, "unchanged"))
+                continue
+            pending.append(doc)
+            if len(pending) >= BATCH_DOCS or sum(len(d.text) for d in pending) >= BATCH_CHARS:
+                flush()
+        flush()
+        self._reverify(request, unchanged, now, expires_at)
+        removed = self._delete_missing(request, job, known, seen)
+        if removed or job.counts["updated"]:
+            # Deleted points still count in the engine's IDF until segments are optimised.
+            self.store.optimize(request.tier)
+
+    def _items(self, path: Path) -> tuple[Iterator[_Item], int]:
+        if path.is_file():
+            total = sum(1 for line in path.open("rb") if line.strip())
+            rows = read_jsonl(path, self.max_file_bytes)
+            return (
+                (_Item(f"line {r.line}", r.doc, r.error, r.doc_id) for r in rows),
+                total,
+            )
+        files = discover(path)
+
+        def load_all() -> Iterator[_Item]:
+            for file in files:
+                doc_id = file.relative_to(path).as_posix()
+                try:
+                    yield _Item(doc_id, load_file(file, doc_id, self.max_file_bytes), doc_id=doc_id)
+                except LoadError as exc:
+                    yield _Item(doc_id, error=str(exc), doc_id=doc_id)
+                except OSError as exc:
+                    yield _Item(doc_id, error=f"cannot read file: {exc.strerror or exc}", doc_id=doc_id)
+
+        return load_all(), len(files)
+
+    def _write(
+        self,
+        request: IngestRequest,
+        job: JobRecord,
+        docs: list[LoadedDocument],
+        known: dict[str, DocumentState],
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        if not docs:
+            return
+        embedded = self.chunker.chunk_documents(docs)
+        lengths = [[self.bm25.document_length(c.chunk.text) for c in chunks] for chunks in embedded]
+        # Length statistics first, so this batch's documents see an avgdl that includes them.
+        old_chunks = sum(len(known[d.doc_id].chunk_ids) for d in docs if d.doc_id in known)
+        old_tokens = sum(known[d.doc_id].token_total for d in docs if d.doc_id in known)
+        self.catalog.add_lengths(
+            request.tier,
+            sum(len(x) for x in lengths) - old_chunks,
+            sum(sum(x) for x in lengths) - old_tokens,
+        )
+        avgdl = self.catalog.avgdl(request.tier)
+        for doc, chunks, lens in zip(docs, embedded, lengths):
+            previous = known.get(doc.doc_id)
+            version = previous.version + 1 if previous else 1
+            points = [
+                self._point(request, doc, c, version, now, expires_at, avgdl) for c in chunks
+            ]
+            new_ids = [p.id for p in points]
+            self.store.upsert(request.tier, points)
+            self.store.delete(
+                request.tier, ChunkFilter(
+                    source=request.source, doc_ids=[doc.doc_id], exclude_chunk_ids=new_ids
+                )
+            )
+            state = DocumentState(
+                source=request.source,
+                doc_id=doc.doc_id,
+                tier=request.tier,
+                uri=doc.uri,
+                content_hash=doc.content_hash,
+                version=version,
+                chunk_ids=new_ids,
+                token_total=sum(lens),
+                source_modified_at=doc.modified_at,
+                ingested_at=now,
+                verified_at=now,
+                expires_at=expires_at,
+            )
+            self.catalog.save_document(state, previous.token_total if previous else None)
+            status = "updated" if previous else "added"
+            self.jobs.record_file(job, FileResult(doc.doc_id, status, chunks=len(points)))
+
+    def _point(
+        self,
+        request: IngestRequest,
+        doc: LoadedDocument,
+        piece: EmbeddedChunk,
+        version: int,
+        now: datetime,
+        expires_at: datetime,
+        avgdl: float,
+    ) -> ChunkPoint:
+        chunk = piece.chunk
+        chunk_hash = content_hash(chunk.text)
+        payload = ChunkPayload(
+            doc_id=doc.doc_id,
+            chunk_id=chunk_id_for(request.source, doc.doc_id, chunk.index, chunk_hash),
+            chunk_index=chunk.index,
+            source=request.source,
+            tier=request.tier,
+            uri=doc.uri,
+            title=doc.title,
+            section=chunk.section,
+            text=chunk.text,
+            char_start=chunk.char_start,
+            char_end=chunk.char_end,
+            source_modified_at=iso(doc.modified_at),
+            ingested_at=iso(now),
+            expires_at=iso(expires_at),
+            content_hash=chunk_hash,
+            doc_hash=doc.content_hash,
+            version=version,
+            token_count=piece.token_count,
+        )
+        return ChunkPoint(
+            payload=payload,
+            dense=piece.vector.tolist(),
+            sparse=self.bm25.encode_document(chunk.text, avgdl),
+        )
+
+    def _reverify(
+        self, request: IngestRequest, doc_ids: list[str], now: datetime, expires_at: datetime
+    ) -> None:
+        """Unchanged documents were just re-read from their source: their TTL starts again."""
+        for start in range(0, len(doc_ids), 500):
+            batch = doc_ids[start : start + 500]
+            self.store.set_payload(
+                request.tier, ChunkFilter(source=request.source, doc_ids=batch), {"expires_at": iso(expires_at)}
+            )
+            self.catalog.touch_documents(request.source, batch, now, expires_at)
+
+    def _delete_missing(
+        self,
+        request: IngestRequest,
+        job: JobRecord,
+        known: dict[str, DocumentState],
+        seen: set[str],
+    ) -> int:
+        gone = [doc_id for doc_id in known if doc_id not in seen]
+        for doc_id in gone:
+            state = known[doc_id]
+            self.store.delete(state.tier, ChunkFilter(source=request.source, doc_ids=[doc_id]))
+            self.catalog.delete_document(request.source, doc_id)
+            self.catalog.add_lengths(state.tier, -len(state.chunk_ids), -state.token_total)
+            self.jobs.record_file(job, FileResult(doc_id, "deleted"))
+        return len(gone)

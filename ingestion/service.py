@@ -1,0 +1,70 @@
+"""Wiring for ingestion on top of the shared services, plus the source manifest."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingestion.chunking import SemanticChunker
+from ingestion.runner import IngestRequest, Ingestor
+from rag.durations import parse_duration
+from rag.pipeline import Services
+
+
+def make_ingestor(services: Services) -> Ingestor:
+    s = services.settings
+    chunker = SemanticChunker(
+        services.embedder,
+        max_tokens=s.chunk_max_tokens,
+        min_tokens=s.chunk_min_tokens,
+        breakpoint_percentile=s.chunk_breakpoint_percentile,
+    )
+    return Ingestor(
+        services.store,
+        services.catalog,
+        services.jobs,
+        services.embedder,
+        bm25=services.bm25,
+        chunker=chunker,
+        max_file_bytes=s.max_file_bytes,
+    )
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A declared source from the manifest (corpora/sources.toml)."""
+
+    name: str
+    path: Path
+    tier: str
+    ttl: str
+    schedule: str | None
+
+    def request(self, trigger: str) -> IngestRequest:
+        return IngestRequest(self.name, self.tier, self.path, self.ttl, trigger)
+
+
+def load_manifest(path: Path, tiers: list[str]) -> list[SourceSpec]:
+    """Parse and check the manifest; paths are relative to the manifest's folder."""
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    specs: list[SourceSpec] = []
+    for i, entry in enumerate(data.get("source", []), start=1):
+        missing = [k for k in ("name", "path", "tier") if not entry.get(k)]
+        if missing:
+            raise ValueError(f"{path}: source #{i} lacks {', '.join(missing)}")
+        if entry["tier"] not in tiers:
+            raise ValueError(f"{path}: source {entry['name']!r} has unknown tier {entry['tier']!r}")
+        ttl = str(entry.get("ttl", "30d"))
+        parse_duration(ttl)
+        specs.append(
+            SourceSpec(
+                name=str(entry["name"]),
+                path=(path.parent / entry["path"]).resolve(),
+                tier=str(entry["tier"]),
+                ttl=ttl,
+                schedule=entry.get("schedule"),
+            )
+        )
+    return specs

@@ -1,0 +1,1 @@
+"""ragops shared core: settings, types, encoders, store, retrieval, answers, reports."""

@@ -1,0 +1,154 @@
+"""The ops database: jobs, per-file results, document state, BM25 statistics, sources.
+
+SQLAlchemy Core over SQLite (default, a file in the data dir) or PostgreSQL (by URL).
+Schema changes are a plain ordered list of migrations; `schema_version` records what ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Connection
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "ingest_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source", String(200), nullable=False, index=True),
+    Column("tier", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("ttl", String(32), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("files_total", Integer, nullable=False, default=0),
+    Column("files_done", Integer, nullable=False, default=0),
+    Column("counts", JSON, nullable=False),
+    Column("chunks_written", Integer, nullable=False, default=0),
+    Column("error", Text),
+)
+
+job_files = Table(
+    "ingest_job_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), nullable=False, index=True),
+    Column("path", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("chunks", Integer, nullable=False, default=0),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("doc_id", String(1000), primary_key=True),
+    Column("tier", String(64), nullable=False, index=True),
+    Column("uri", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("chunk_ids", JSON, nullable=False),
+    Column("token_total", Integer, nullable=False),
+    Column("source_modified_at", DateTime(timezone=True), nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+    Column("verified_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+bm25_stats = Table(
+    "bm25_stats",
+    metadata,
+    Column("tier", String(64), primary_key=True),
+    Column("doc_count", Integer, nullable=False),
+    Column("total_length", Float, nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("tier", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("ttl", String(32), nullable=False),
+    Column("schedule", String(100)),
+    Column("last_job_id", String(36)),
+    Column("last_success_at", DateTime(timezone=True)),
+    Column("last_failure_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    for table in (jobs, job_files, documents, bm25_stats, sources):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+
+
+def migrate(engine: Engine) -> int:
+    """Apply pending migrations in order; returns the schema version now in force."""
+    with engine.begin() as conn:
+        schema_version.create(conn, checkfirst=True)
+        done = {row[0] for row in conn.execute(select(schema_version.c.version))}
+        for number, step in enumerate(MIGRATIONS, start=1):
+            if number in done:
+                continue
+            step(conn)
+            conn.execute(
+                schema_version.insert().values(version=number, applied_at=datetime.now(UTC))
+            )
+    return len(MIGRATIONS)
+
+
+def connect(url: str) -> Engine:
+    """An engine with migrations applied. SQLite gets WAL mode so readers don't block writers."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    migrate(engine)
+    return engine
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

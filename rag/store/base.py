@@ -1,0 +1,81 @@
+"""The vector store interface: one collection per trust tier, hybrid dense + BM25 queries."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector
+
+DENSE = "dense"
+SPARSE = "bm25"
+# Payload fields the store filters on; each backend indexes them.
+KEYWORD_FIELDS = ("doc_id", "chunk_id", "source", "doc_hash")
+DATETIME_FIELDS = ("expires_at",)
+
+QueryMode = Literal["hybrid", "dense", "sparse"]
+Fusion = Literal["rrf", "dbsf"]
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; the message says what to do."""
+
+
+class StoreLockedError(StoreError):
+    """The embedded store is open in another process (one process per shard directory)."""
+
+
+@dataclass(frozen=True)
+class ChunkFilter:
+    """Backend-neutral filter. Fields left as None do not filter."""
+
+    doc_ids: Collection[str] | None = None
+    source: str | None = None
+    exclude_chunk_ids: Collection[str] | None = None
+    # Only chunks whose expires_at is after this instant (query time: never serve expired).
+    live_at: datetime | None = None
+    # Only chunks whose expires_at is at or before this instant (the expiry sweep).
+    expired_at: datetime | None = None
+
+
+class VectorStore(Protocol):
+    """What ingestion, retrieval and reports need from Qdrant. Two backends implement it."""
+
+    tiers: Sequence[str]
+
+    def upsert(self, tier: str, points: Sequence[ChunkPoint]) -> None: ...
+
+    def delete(self, tier: str, where: ChunkFilter) -> None: ...
+
+    def set_payload(self, tier: str, where: ChunkFilter, values: dict[str, Any]) -> None: ...
+
+    def count(self, tier: str, where: ChunkFilter | None = None) -> int: ...
+
+    def scroll(
+        self, tier: str, where: ChunkFilter | None = None, batch: int = 256
+    ) -> Iterator[ChunkPayload]: ...
+
+    def dense_vectors(self, tier: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]: ...
+
+    def query(
+        self,
+        tier: str,
+        dense: Sequence[float] | None,
+        sparse: SparseVector | None,
+        limit: int,
+        where: ChunkFilter | None = None,
+        mode: QueryMode = "hybrid",
+        fusion: Fusion = "rrf",
+        prefetch_limit: int = 50,
+    ) -> list[ScoredChunk]: ...
+
+    def optimize(self, tier: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def check_tier(tiers: Sequence[str], tier: str) -> None:
+    if tier not in tiers:
+        raise ValueError(f"unknown tier {tier!r}; configured tiers: {', '.join(tiers)}")

@@ -1,0 +1,136 @@
+"""Data types shared by ingestion, the store and the query side. Nobody redefines them."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Namespace for chunk ids: uuid5(namespace, source|doc_id|index|hash) is stable across runs.
+CHUNK_NAMESPACE = uuid.UUID("5b0c7a52-2f5e-4d55-9a6b-2b8c1f3e7a10")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    """Timestamps are stored as ISO-8601 UTC strings: Qdrant datetime ranges take strings."""
+    return ts.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_id_for(source: str, doc_id: str, index: int, chunk_hash: str) -> str:
+    # doc ids are unique within a source (a relative path, a JSONL id), so the source is part
+    # of the key: two sources may both have a "README.md".
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{source}|{doc_id}|{index}|{chunk_hash}"))
+
+
+@dataclass(frozen=True)
+class SectionSpan:
+    """A run of the source text under one heading path; chunks never cross its edges."""
+
+    start: int
+    end: int
+    heading_path: tuple[str, ...] = ()
+
+
+@dataclass
+class LoadedDocument:
+    """One source document as text, with its structure kept as character spans."""
+
+    doc_id: str
+    text: str
+    uri: str
+    title: str
+    sections: list[SectionSpan]
+    modified_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.text)
+
+
+@dataclass
+class Chunk:
+    """A piece of a document, cut by meaning; `text == document.text[char_start:char_end]`."""
+
+    doc_id: str
+    index: int
+    text: str
+    char_start: int
+    char_end: int
+    section: str
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class ChunkPayload:
+    """The payload stored with every point (DESIGN.md, "Chunk payload")."""
+
+    doc_id: str
+    chunk_id: str
+    chunk_index: int
+    source: str
+    tier: str
+    uri: str
+    title: str
+    section: str
+    text: str
+    char_start: int
+    char_end: int
+    source_modified_at: str
+    ingested_at: str
+    expires_at: str
+    content_hash: str
+    doc_hash: str
+    version: int
+    token_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkPayload:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class ChunkPoint:
+    """What the store writes: the payload plus its dense and BM25 sparse vectors."""
+
+    payload: ChunkPayload
+    dense: list[float]
+    sparse: SparseVector
+
+    @property
+    def id(self) -> str:
+        return self.payload.chunk_id
+
+
+@dataclass
+class ScoredChunk:
+    """A retrieved chunk with the engine's score."""
+
+    payload: ChunkPayload
+    score: float
+
+    @property
+    def chunk_id(self) -> str:
+        return self.payload.chunk_id
+
+    @property
+    def tier(self) -> str:
+        return self.payload.tier
