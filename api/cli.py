@@ -80,7 +80,9 @@ def ingest(
         if source or tier or ttl:
             raise click.UsageError("--source/--tier/--ttl need a PATH")
         try:
-            requests = [s.request("cli") for s in load_manifest(settings.sources_file, settings.tiers)]
+            requests = [
+                s.request("cli") for s in load_manifest(settings.sources_file, settings.tiers)
+            ]
         except (OSError, ValueError) as exc:
             raise click.UsageError(f"cannot read the source manifest: {exc}") from exc
     else:
@@ -162,13 +164,29 @@ def jobs(limit: int, source: str | None, as_json: bool) -> None:
     """List recent ingestion jobs."""
     services = _services()
     records = services.jobs.recent(limit=limit, source=source)
-    table = Table("job", "source", "tier", "status", "started", "added", "updated", "unchanged",
-                  "deleted", "failed", "chunks")
+    table = Table(
+        "job",
+        "source",
+        "tier",
+        "status",
+        "started",
+        "added",
+        "updated",
+        "unchanged",
+        "deleted",
+        "failed",
+        "chunks",
+    )
     for j in records:
-        table.add_row(j.job_id[:8], j.source, j.tier, j.status,
-                      j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "-",
-                      *(str(j.counts[k]) for k in ("added", "updated", "unchanged", "deleted", "failed")),
-                      str(j.chunks_written))
+        table.add_row(
+            j.job_id[:8],
+            j.source,
+            j.tier,
+            j.status,
+            j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "-",
+            *(str(j.counts[k]) for k in ("added", "updated", "unchanged", "deleted", "failed")),
+            str(j.chunks_written),
+        )
     _emit(as_json, [j.to_dict(with_files=False) for j in records], table)
 
 
@@ -183,17 +201,31 @@ def sources(as_json: bool) -> None:
     rows = []
     for s in services.catalog.sources():
         docs, chunks = counts.get(s.name, (0, 0))
-        rows.append({
-            "name": s.name, "tier": s.tier, "path": s.path, "ttl": s.ttl, "schedule": s.schedule,
-            "documents": docs, "chunks": chunks,
-            "last_success_at": iso(s.last_success_at) if s.last_success_at else None,
-            "last_failure_at": iso(s.last_failure_at) if s.last_failure_at else None,
-            "last_error": s.last_error,
-        })
+        rows.append(
+            {
+                "name": s.name,
+                "tier": s.tier,
+                "path": s.path,
+                "ttl": s.ttl,
+                "schedule": s.schedule,
+                "documents": docs,
+                "chunks": chunks,
+                "last_success_at": iso(s.last_success_at) if s.last_success_at else None,
+                "last_failure_at": iso(s.last_failure_at) if s.last_failure_at else None,
+                "last_error": s.last_error,
+            }
+        )
     table = Table("source", "tier", "docs", "chunks", "ttl", "last refresh", "path")
     for r in rows:
-        table.add_row(r["name"], r["tier"], str(r["documents"]), str(r["chunks"]), r["ttl"],
-                      r["last_success_at"] or "never", r["path"])
+        table.add_row(
+            r["name"],
+            r["tier"],
+            str(r["documents"]),
+            str(r["chunks"]),
+            r["ttl"],
+            r["last_success_at"] or "never",
+            r["path"],
+        )
     _emit(as_json, rows, table)
 
 
@@ -205,8 +237,13 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     settings = Settings()
-    uvicorn.run("api.main:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, log_level="info")
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # and the embedded store's lock is taken for this process's lifetime.
         _ = services.store
         app.state.services = services
-        log.info("ragops API ready (store=%s, data dir=%s)", settings.store_backend, settings.data_dir)
+        log.info(
+            "ragops API ready (store=%s, data dir=%s)", settings.store_backend, settings.data_dir
+        )
         try:
             yield
         finally:

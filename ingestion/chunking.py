@@ -139,7 +139,9 @@ class SemanticChunker:
             float(np.percentile(d, self.percentile)) if len(d) >= 8 else math.inf for d in per_doc
         ]
 
-    def _split(self, units: list[_Unit], dist: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    def _split(
+        self, units: list[_Unit], dist: np.ndarray, threshold: float
+    ) -> list[tuple[int, int]]:
         tokens = np.cumsum([0] + [u.tokens for u in units])
 
         def size(i: int, j: int) -> int:

@@ -8,8 +8,9 @@ would pull half a gigabyte of layout models this service never uses. Every failu
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,7 +120,9 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadedDocument:
     if size == 0:
         raise LoadError("empty file")
     if size > max_bytes:
-        raise LoadError(f"file is {size} bytes, over the {max_bytes}-byte limit (RAG_MAX_FILE_BYTES)")
+        raise LoadError(
+            f"file is {size} bytes, over the {max_bytes}-byte limit (RAG_MAX_FILE_BYTES)"
+        )
     modified_at = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
     try:
         if ext == ".pdf":
@@ -140,23 +143,30 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadedDocument:
     return assemble(doc_id, blocks, path.resolve().as_uri(), title, modified_at)
 
 
-def _unstructured_blocks(ext: str, text: str | None = None, filename: Path | None = None) -> list[Block]:
+# Imported on first use: each unstructured partitioner pulls in its own parsing stack.
+_PARTITIONERS = {
+    ".md": ("md", "partition_md"),
+    ".markdown": ("md", "partition_md"),
+    ".html": ("html", "partition_html"),
+    ".htm": ("html", "partition_html"),
+    ".docx": ("docx", "partition_docx"),
+    ".pptx": ("pptx", "partition_pptx"),
+    ".eml": ("email", "partition_email"),
+    ".txt": ("text", "partition_text"),
+}
+
+
+def _unstructured_blocks(
+    ext: str, text: str | None = None, filename: Path | None = None
+) -> list[Block]:
     prepare_unstructured()
     kwargs: dict[str, Any] = {"text": text} if text is not None else {"filename": str(filename)}
-    if ext in (".md", ".markdown"):
-        from unstructured.partition.md import partition_md as partition
-    elif ext in (".html", ".htm"):
-        from unstructured.partition.html import partition_html as partition
-    elif ext == ".csv":
+    if ext == ".csv":
         return _csv_blocks(text or "")
-    elif ext == ".docx":
-        from unstructured.partition.docx import partition_docx as partition
-    elif ext == ".pptx":
-        from unstructured.partition.pptx import partition_pptx as partition
-    elif ext == ".eml":
-        from unstructured.partition.email import partition_email as partition
-    else:
-        from unstructured.partition.text import partition_text as partition
+    module, function = _PARTITIONERS.get(ext, ("text", "partition_text"))
+    partition: Callable[..., list[Any]] = getattr(
+        importlib.import_module(f"unstructured.partition.{module}"), function
+    )
     elements = partition(**kwargs)
     return _blocks_from_elements(elements, headings=ext != ".txt")
 
@@ -190,8 +200,7 @@ def _csv_blocks(text: str) -> list[Block]:
     if not body:
         return [Block(", ".join(header), ())]
     return [
-        Block("; ".join(f"{h}: {v}" for h, v in zip(header, row) if v.strip()), ())
-        for row in body
+        Block("; ".join(f"{h}: {v}" for h, v in zip(header, row) if v.strip()), ()) for row in body
     ]
 
 

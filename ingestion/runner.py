@@ -191,7 +191,9 @@ class Ingestor:
                 except LoadError as exc:
                     yield _Item(doc_id, error=str(exc), doc_id=doc_id)
                 except OSError as exc:
-                    yield _Item(doc_id, error=f"cannot read file: {exc.strerror or exc}", doc_id=doc_id)
+                    yield _Item(
+                        doc_id, error=f"cannot read file: {exc.strerror or exc}", doc_id=doc_id
+                    )
 
         return load_all(), len(files)
 
@@ -220,15 +222,12 @@ class Ingestor:
         for doc, chunks, lens in zip(docs, embedded, lengths):
             previous = known.get(doc.doc_id)
             version = previous.version + 1 if previous else 1
-            points = [
-                self._point(request, doc, c, version, now, expires_at, avgdl) for c in chunks
-            ]
+            points = [self._point(request, doc, c, version, now, expires_at, avgdl) for c in chunks]
             new_ids = [p.id for p in points]
             self.store.upsert(request.tier, points)
             self.store.delete(
-                request.tier, ChunkFilter(
-                    source=request.source, doc_ids=[doc.doc_id], exclude_chunk_ids=new_ids
-                )
+                request.tier,
+                ChunkFilter(source=request.source, doc_ids=[doc.doc_id], exclude_chunk_ids=new_ids),
             )
             state = DocumentState(
                 source=request.source,
@@ -293,7 +292,9 @@ class Ingestor:
         for start in range(0, len(doc_ids), 500):
             batch = doc_ids[start : start + 500]
             self.store.set_payload(
-                request.tier, ChunkFilter(source=request.source, doc_ids=batch), {"expires_at": iso(expires_at)}
+                request.tier,
+                ChunkFilter(source=request.source, doc_ids=batch),
+                {"expires_at": iso(expires_at)},
             )
             self.catalog.touch_documents(request.source, batch, now, expires_at)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.chunking import SemanticChunker
-from ingestion.runner import IngestRequest, Ingestor
+from ingestion.runner import Ingestor, IngestRequest
 from rag.durations import parse_duration
 from rag.pipeline import Services
 

@@ -23,8 +23,10 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 # Lucene's classic English stop set: words that carry no retrieval signal.
 STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their "
-    "then there these they this to was will with".split()
+    (
+        "a an and are as at be but by for if in into is it no not of on or such that the their "
+        "then there these they this to was will with"
+    ).split()
 )
 
 

@@ -160,9 +160,7 @@ class Catalog:
             else:
                 conn.execute(insert(sources).values(name=name, **values))
 
-    def record_run(
-        self, name: str, job_id: str, at: datetime, error: str | None = None
-    ) -> None:
+    def record_run(self, name: str, job_id: str, at: datetime, error: str | None = None) -> None:
         values: dict[str, Any] = {"last_job_id": job_id}
         if error is None:
             values["last_success_at"] = at

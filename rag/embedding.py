@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,13 +60,17 @@ class SentenceTransformerEmbedder:
         hf_logging.disable_progress_bar()
         self._model = SentenceTransformer(str(model_path), device="cpu")
         self.batch_size = batch_size
-        self.dim = int(self._model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length)
+        dim = self._model.get_embedding_dimension()
+        self.dim = int(dim) if dim else 0
+        self.max_tokens = int(self._model.max_seq_length or 256)
         self._tokenizer = self._model.tokenizer
         pooling = self._model[1] if len(self._model) > 1 else None
         # Averaging token vectors of a span equals the model's own sentence embedding only
         # for mean-pooling models; others fall back to encoding each span on its own.
-        self._mean_pooling = bool(getattr(pooling, "pooling_mode_mean_tokens", False))
+        mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers >= 5
+        self.late_pooling = mode == "mean" or bool(
+            getattr(pooling, "pooling_mode_mean_tokens", False)
+        )
         self._lock = threading.Lock()
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -87,12 +91,14 @@ class SentenceTransformerEmbedder:
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character offsets of each word piece (special tokens excluded)."""
-        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        enc = self._tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
 
     def encode_windows(self, windows: Sequence[str]) -> list[WindowStates]:
         """Encode each window once; span vectors are then pooled from its token vectors."""
-        if not self._mean_pooling:
+        if not self.late_pooling:
             return [_ReencodingStates(self, w) for w in windows]
         import torch
 
@@ -110,11 +116,14 @@ class SentenceTransformerEmbedder:
             )
             offsets = enc.pop("offset_mapping").numpy()
             with self._lock, torch.inference_mode():
-                hidden = self._model[0].auto_model(**enc).last_hidden_state.numpy()
+                transformer: Any = self._model[0].auto_model
+                hidden = transformer(**enc).last_hidden_state.numpy()
             mask = enc["attention_mask"].numpy().astype(bool)
             for row, i in enumerate(batch):
                 n = int(mask[row].sum())
-                results[i] = _TokenStates(hidden[row, :n].copy(), offsets[row, :n].copy(), len(windows[i]))
+                results[i] = _TokenStates(
+                    hidden[row, :n].copy(), offsets[row, :n].copy(), len(windows[i])
+                )
         return results
 
 
@@ -165,4 +174,3 @@ class _ReencodingStates:
 def shared_embedder(name: str, batch_size: int = 32) -> SentenceTransformerEmbedder:
     """One loaded model per (name, batch size) per process."""
     return SentenceTransformerEmbedder(resolve_model_path(name), batch_size=batch_size)
-

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 
 _ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs mr mrs ms dr prof inc ltd co corp no fig approx dept est jan feb mar apr "
-    "jun jul aug sep sept oct nov dec st ave u.s".split()
+    (
+        "e.g i.e etc vs mr mrs ms dr prof inc ltd co corp no fig approx dept est jan feb mar apr "
+        "jun jul aug sep sept oct nov dec st ave u.s"
+    ).split()
 )
 # Candidate ends: terminal punctuation (with closing quotes/brackets) then whitespace, or a newline.
 _END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])|\n+")
@@ -27,7 +29,7 @@ def _is_abbreviation(text: str, dot: int) -> bool:
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Spans (absolute offsets into `text`) of the sentences in text[start:end], whitespace trimmed."""
+    """Spans (absolute offsets into `text`) of the sentences in text[start:end], trimmed."""
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     cursor = start

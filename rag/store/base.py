@@ -43,7 +43,7 @@ class ChunkFilter:
 class VectorStore(Protocol):
     """What ingestion, retrieval and reports need from Qdrant. Two backends implement it."""
 
-    tiers: Sequence[str]
+    tiers: list[str]
 
     def upsert(self, tier: str, points: Sequence[ChunkPoint]) -> None: ...
 

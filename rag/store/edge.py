@@ -159,7 +159,9 @@ class EdgeStore:
     def dense_vectors(self, tier: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
         if not chunk_ids:
             return {}
-        records = self._shard(tier).retrieve(list(chunk_ids), with_payload=False, with_vector=[DENSE])
+        records = self._shard(tier).retrieve(
+            list(chunk_ids), with_payload=False, with_vector=[DENSE]
+        )
         out: dict[str, list[float]] = {}
         for rec in records:
             vector = rec.vector
@@ -192,10 +194,11 @@ class EdgeStore:
                 for q in (dense_q, sparse_q)
                 if q is not None
             ]
+            fused: Any = qe.Fusion.Rrf(k=60) if fusion == "rrf" else qe.Fusion.Dbsf()
             request = qe.QueryRequest(
                 limit=limit,
                 prefetches=prefetches,
-                query=qe.Fusion.Rrf(k=60) if fusion == "rrf" else qe.Fusion.Dbsf(),
+                query=fused,
                 with_payload=True,
             )
         points = shard.query(request)

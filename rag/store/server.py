@@ -20,7 +20,7 @@ from rag.store.base import (
     QueryMode,
     check_tier,
 )
-from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector, iso
+from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector
 
 
 def _filter(where: ChunkFilter | None) -> models.Filter | None:
@@ -29,9 +29,13 @@ def _filter(where: ChunkFilter | None) -> models.Filter | None:
     must: list[Any] = []
     must_not: list[Any] = []
     if where.doc_ids is not None:
-        must.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(where.doc_ids))))
+        must.append(
+            models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(where.doc_ids)))
+        )
     if where.source is not None:
-        must.append(models.FieldCondition(key="source", match=models.MatchValue(value=where.source)))
+        must.append(
+            models.FieldCondition(key="source", match=models.MatchValue(value=where.source))
+        )
     if where.exclude_chunk_ids:
         must_not.append(
             models.FieldCondition(
@@ -40,12 +44,12 @@ def _filter(where: ChunkFilter | None) -> models.Filter | None:
         )
     if where.live_at is not None:
         must.append(
-            models.FieldCondition(key="expires_at", range=models.DatetimeRange(gt=iso(where.live_at)))
+            models.FieldCondition(key="expires_at", range=models.DatetimeRange(gt=where.live_at))
         )
     if where.expired_at is not None:
         must.append(
             models.FieldCondition(
-                key="expires_at", range=models.DatetimeRange(lte=iso(where.expired_at))
+                key="expires_at", range=models.DatetimeRange(lte=where.expired_at)
             )
         )
     if not must and not must_not:
@@ -71,6 +75,8 @@ class QdrantServerStore:
         self.tiers = list(tiers)
         self.dim = dim
         self.prefix = prefix
+        # Local mode ignores payload indexes (and warns); a server needs them.
+        self._index_payload = location != ":memory:"
         if location == ":memory:":
             self._client = QdrantClient(location=":memory:")
         else:
@@ -88,9 +94,13 @@ class QdrantServerStore:
             return
         self._client.create_collection(
             name,
-            vectors_config={DENSE: models.VectorParams(size=self.dim, distance=models.Distance.COSINE)},
+            vectors_config={
+                DENSE: models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+            },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
+        if not self._index_payload:
+            return
         for field in KEYWORD_FIELDS:
             self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
         for field in DATETIME_FIELDS:
@@ -183,7 +193,9 @@ class QdrantServerStore:
             prefetch = []
             if dense is not None:
                 prefetch.append(
-                    models.Prefetch(query=list(dense), using=DENSE, filter=flt, limit=prefetch_limit)
+                    models.Prefetch(
+                        query=list(dense), using=DENSE, filter=flt, limit=prefetch_limit
+                    )
                 )
             if sparse is not None:
                 prefetch.append(

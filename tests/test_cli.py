@@ -1,0 +1,125 @@
+"""The `ragops` command as a user runs it: a real process, real exit codes, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+RAGOPS = str(Path(sys.executable).with_name("ragops"))
+
+
+def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "RAG_DATA_DIR": str(data_dir), **env}
+    return subprocess.run(
+        [RAGOPS, *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "my-docs"
+    root.mkdir()
+    (root / "a.md").write_text("# Alpha\n\nAlpha servers restart every Sunday at 03:00.\n")
+    (root / "bad.bin").write_bytes(b"\x00\x01")
+    return root
+
+
+def test_ingest_json_contract_and_rerun(tmp_path, folder):
+    result = run(
+        [
+            "ingest",
+            str(folder),
+            "--source",
+            "handbook",
+            "--tier",
+            "internal",
+            "--ttl",
+            "90d",
+            "--json",
+        ],
+        tmp_path / "d",
+    )
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    assert set(job) >= {"job_id", "status", "source", "tier", "counts", "chunks_written", "files"}
+    assert (
+        job["status"] == "succeeded" and job["source"] == "handbook" and job["tier"] == "internal"
+    )
+    assert job["counts"] == {"added": 1, "updated": 0, "unchanged": 0, "deleted": 0, "failed": 1}
+    failed = [f for f in job["files"] if f["status"] == "failed"]
+    assert failed == [{"path": "bad.bin", "status": "failed", "reason": failed[0]["reason"]}]
+    assert "unsupported file type '.bin'" in failed[0]["reason"]
+
+    again = json.loads(
+        run(
+            [
+                "ingest",
+                str(folder),
+                "--source",
+                "handbook",
+                "--tier",
+                "internal",
+                "--ttl",
+                "90d",
+                "--json",
+            ],
+            tmp_path / "d",
+        ).stdout
+    )
+    assert again["counts"]["unchanged"] == 1 and again["chunks_written"] == 0
+
+    jobs = json.loads(run(["jobs", "--json"], tmp_path / "d").stdout)
+    assert [j["job_id"] for j in jobs] == [again["job_id"], job["job_id"]]
+    sources = json.loads(run(["sources", "--json"], tmp_path / "d").stdout)
+    assert sources[0]["name"] == "handbook" and sources[0]["documents"] == 1
+
+
+def test_human_summary(tmp_path, folder):
+    result = run(["ingest", str(folder), "--tier", "internal"], tmp_path / "d")
+    assert result.returncode == 0
+    assert "my-docs" in result.stdout and "succeeded" in result.stdout
+    assert "failed bad.bin: unsupported file type" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--tier", "secret"],
+            "unknown tier 'secret'; allowed: verified, internal, community, unverified",
+        ),
+        (["--ttl", "forever"], "invalid duration 'forever'"),
+    ],
+)
+def test_bad_arguments_exit_2(tmp_path, folder, args, message):
+    result = run(["ingest", str(folder), *args], tmp_path / "d")
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.split())
+
+
+def test_missing_path_exits_2(tmp_path):
+    result = run(["ingest", str(tmp_path / "nowhere")], tmp_path / "d")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_store_held_by_another_process_is_said_plainly(tmp_path, folder):
+    from rag.store.edge import EdgeStore
+
+    holder = EdgeStore(
+        tmp_path / "d" / "qdrant-edge", ["verified", "internal", "community", "unverified"], 384
+    )
+    try:
+        result = run(["ingest", str(folder), "--tier", "internal"], tmp_path / "d")
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert "open in another process" in text and "POST /ingest/jobs" in text
+    assert "Traceback" not in result.stderr
