@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import health, sources
+from api.routes import ask, health, sources
 from rag.pipeline import Services
 from rag.settings import Settings
 
@@ -35,5 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="ragops", version="0.1.0", lifespan=lifespan)
     app.include_router(health.router)
+    app.include_router(ask.router)
     app.include_router(sources.router)
     return app

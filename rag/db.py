@@ -106,12 +106,47 @@ sources = Table(
 )
 
 
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("tiers", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+query_log = Table(
+    "query_log",
+    metadata,
+    Column("trace_id", String(36), primary_key=True),
+    Column("asked_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("question", Text, nullable=False),
+    Column("key_name", String(200)),
+    Column("allowed_tiers", JSON, nullable=False),
+    Column("queried_tiers", JSON, nullable=False),
+    Column("outcome", String(16), nullable=False, index=True),
+    Column("refusal_reason", String(64)),
+    Column("confidence", Float),
+    Column("retrieved", JSON, nullable=False),
+    Column("reranked", JSON, nullable=False),
+    Column("cited", JSON, nullable=False),
+    Column("latency_ms", JSON, nullable=False),
+)
+
+
 def _v1_initial(conn: Connection) -> None:
     for table in (jobs, job_files, documents, bm25_stats, sources):
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+def _v2_keys_and_query_log(conn: Connection) -> None:
+    for table in (api_keys, query_log):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_keys_and_query_log]
 
 
 def migrate(engine: Engine) -> int:

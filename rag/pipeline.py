@@ -12,11 +12,18 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
+from rag.answer import ExtractiveAnswerer
+from rag.ask import AskPipeline
+from rag.auth import KeyStore
 from rag.bm25 import BM25Encoder
 from rag.catalog import Catalog
+from rag.confidence import ConfidenceModel
 from rag.db import connect
 from rag.embedding import SentenceTransformerEmbedder, shared_embedder
 from rag.jobs import JobLog
+from rag.querylog import QueryLog
+from rag.rerank import make_reranker
+from rag.retrieval import HybridRetriever
 from rag.settings import Settings
 from rag.store import VectorStore, open_store
 
@@ -60,6 +67,38 @@ class Services:
                 prefix=s.collection_prefix,
                 api_key=s.qdrant_api_key,
             )
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        return KeyStore(self.engine)
+
+    @cached_property
+    def query_log(self) -> QueryLog:
+        return QueryLog(self.engine)
+
+    @cached_property
+    def retriever(self) -> HybridRetriever:
+        s = self.settings
+        return HybridRetriever(
+            self.store,
+            self.embedder,
+            self.bm25,
+            fusion=s.fusion,
+            tier_weights={t: s.tier_weight(t) for t in s.tiers},
+        )
+
+    @cached_property
+    def asker(self) -> AskPipeline:
+        s = self.settings
+        return AskPipeline(
+            retriever=self.retriever,
+            reranker=make_reranker(s.reranker),
+            confidence=ConfidenceModel.load(s.calibration_file),
+            answerer=ExtractiveAnswerer(),
+            log=self.query_log,
+            candidates=s.candidates,
+            threshold=s.confidence_threshold,
+        )
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 
+    # Query path.
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    candidates: int = 20
+    # "evidence" (offline default), "none", or a local sentence-transformers CrossEncoder dir.
+    reranker: str = "evidence"
+    # Calibrated confidence model; RAG_CONFIDENCE_THRESHOLD overrides its threshold.
+    calibration_file: Path | None = None
+    confidence_threshold: float | None = None
+    # Score multipliers per tier when tiers are merged; tiers not listed get the default map.
+    tier_weights: dict[str, float] = Field(default_factory=dict)
+
     max_file_bytes: int = 20 * 1024 * 1024
     default_ttl: str = "30d"
 
@@ -70,6 +81,12 @@ class Settings(BaseSettings):
     def _check_ttl(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+    def tier_weight(self, tier: str) -> float:
+        """Configured weight, else 1.0 for the most trusted tier, falling by 0.1 per step."""
+        if tier in self.tier_weights:
+            return self.tier_weights[tier]
+        return max(0.5, 1.0 - 0.1 * self.tiers.index(tier)) if tier in self.tiers else 0.5
 
     @cached_property
     def resolved_database_url(self) -> str:

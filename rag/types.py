@@ -134,3 +134,65 @@ class ScoredChunk:
     @property
     def tier(self) -> str:
         return self.payload.tier
+
+
+@dataclass
+class Candidate:
+    """A chunk on the query path, with the evidence behind its rank.
+
+    `fused` is the engine's fusion score within its tier; `dense` the cosine similarity and
+    `bm25` the engine's BM25 score for this question; `score` the final ranking score after
+    reranking and trust weighting.
+    """
+
+    payload: ChunkPayload
+    fused: float
+    dense: float = 0.0
+    bm25: float = 0.0
+    trust: float = 1.0  # the tier's trust weight; rankers multiply their score by it
+    score: float = 0.0
+
+    @property
+    def chunk_id(self) -> str:
+        return self.payload.chunk_id
+
+    @property
+    def tier(self) -> str:
+        return self.payload.tier
+
+    def brief(self) -> dict[str, Any]:
+        p = self.payload
+        return {
+            "doc_id": p.doc_id,
+            "chunk_id": p.chunk_id,
+            "score": round(self.score, 6),
+            "tier": p.tier,
+            "source": p.source,
+        }
+
+
+@dataclass
+class Citation:
+    """One cited quote: always an exact substring of the chunk it names."""
+
+    marker: int
+    quote: str
+    candidate: Candidate
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        p = self.candidate.payload
+        modified = datetime.fromisoformat(p.source_modified_at)
+        return {
+            "marker": self.marker,
+            "doc_id": p.doc_id,
+            "chunk_id": p.chunk_id,
+            "quote": self.quote,
+            "tier": p.tier,
+            "source": p.source,
+            "title": p.title,
+            "section": p.section,
+            "uri": p.uri,
+            "source_modified_at": p.source_modified_at,
+            "ingested_at": p.ingested_at,
+            "age_days": round((now - modified).total_seconds() / 86400, 1),
+        }

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import make_settings
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ingestion.runner import IngestRequest
 from ingestion.service import make_ingestor
-from conftest import make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -32,6 +32,7 @@ class ChunkFilter:
     """Backend-neutral filter. Fields left as None do not filter."""
 
     doc_ids: Collection[str] | None = None
+    chunk_ids: Collection[str] | None = None
     source: str | None = None
     exclude_chunk_ids: Collection[str] | None = None
     # Only chunks whose expires_at is after this instant (query time: never serve expired).

@@ -35,6 +35,8 @@ def _filter(where: ChunkFilter | None) -> qe.Filter | None:
     must_not: list[Any] = []
     if where.doc_ids is not None:
         must.append(qe.FieldCondition(key="doc_id", match=qe.MatchAny(list(where.doc_ids))))
+    if where.chunk_ids is not None:
+        must.append(qe.FieldCondition(key="chunk_id", match=qe.MatchAny(list(where.chunk_ids))))
     if where.source is not None:
         must.append(qe.FieldCondition(key="source", match=qe.MatchValue(where.source)))
     if where.exclude_chunk_ids:

@@ -32,6 +32,10 @@ def _filter(where: ChunkFilter | None) -> models.Filter | None:
         must.append(
             models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(where.doc_ids)))
         )
+    if where.chunk_ids is not None:
+        must.append(
+            models.FieldCondition(key="chunk_id", match=models.MatchAny(any=list(where.chunk_ids)))
+        )
     if where.source is not None:
         must.append(
             models.FieldCondition(key="source", match=models.MatchValue(value=where.source))

@@ -1,0 +1,43 @@
+"""Who may read what: API keys map to trust tiers. With no key configured, only loopback
+clients are served (the log says so at start-up)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from api.deps import ServicesDep
+from rag.auth import Principal
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+def current_principal(request: Request, services: ServicesDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    keys = services.keys
+    if not keys.any_keys():
+        client = request.client.host if request.client else ""
+        if client not in LOOPBACK:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "no API keys are configured, so only loopback clients are served; "
+                "create one with `ragops keys create --tiers ...`",
+            )
+        return Principal(name=None, tiers=list(services.settings.tiers))
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = keys.principal(token.strip())
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

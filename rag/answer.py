@@ -1,0 +1,120 @@
+"""Answerers turn ranked evidence into cited sentences. The default is extractive.
+
+`ExtractiveAnswerer` picks the evidence sentences that cover the question best from the top
+chunks (a few, no duplicates), keeps them verbatim and cites each: every quote is an exact
+substring of its chunk by construction, and `check_citations` proves it before anything
+leaves the service.
+
+    text, citations = ExtractiveAnswerer().answer("How long is parental leave?", ranked)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from rag.bm25 import tokenize
+from rag.sentences import split_sentences
+from rag.terms import QueryTerms
+from rag.types import Candidate, Citation
+
+
+class Answerer(Protocol):
+    kind: str
+
+    def answer(self, question: str, ranked: list[Candidate]) -> tuple[str, list[Citation]]: ...
+
+
+@dataclass
+class _Sentence:
+    text: str
+    candidate_rank: int
+    position: int
+    terms: frozenset[str]
+    score: float
+
+
+@dataclass
+class ExtractiveAnswerer:
+    depth: int = 3
+    max_sentences: int = 3
+    # A further sentence must cover at least this share of the best sentence's score.
+    keep_ratio: float = 0.6
+    kind: str = "extractive"
+
+    def answer(self, question: str, ranked: list[Candidate]) -> tuple[str, list[Citation]]:
+        terms = QueryTerms.of(question)
+        sentences = self._sentences(terms, ranked[: self.depth])
+        if not sentences:
+            return "", []
+        best = max(sentences, key=lambda s: (s.score, -s.candidate_rank, -s.position))
+        chosen = [best]
+        covered = set(best.terms & terms.content)
+        for s in sorted(sentences, key=lambda s: s.score, reverse=True):
+            if len(chosen) >= self.max_sentences or s.score < self.keep_ratio * best.score:
+                break
+            new_terms = (s.terms & terms.content) - covered
+            if s is best or not new_terms or any(_same(s.text, c.text) for c in chosen):
+                continue
+            chosen.append(s)
+            covered |= new_terms
+        chosen.sort(key=lambda s: (s.candidate_rank, s.position))
+        citations = [
+            Citation(marker=i, quote=s.text, candidate=ranked[s.candidate_rank])
+            for i, s in enumerate(chosen, start=1)
+        ]
+        text = " ".join(f"{c.quote} [{c.marker}]" for c in citations)
+        return text, citations
+
+    def _sentences(self, terms: QueryTerms, top: list[Candidate]) -> list[_Sentence]:
+        out: list[_Sentence] = []
+        for rank, candidate in enumerate(top):
+            text = candidate.payload.text
+            # Earlier-ranked chunks win ties; the prior is small next to term coverage.
+            prior = 0.05 * (len(top) - rank)
+            for position, (a, b) in enumerate(split_sentences(text)):
+                sentence = text[a:b]
+                sentence_terms = frozenset(tokenize(sentence))
+                score = terms.coverage(sentence_terms) + prior
+                if _heading_like(sentence):
+                    # "Parental leave" restates the question; the sentence under it answers it.
+                    score *= 0.5
+                out.append(_Sentence(sentence, rank, position, sentence_terms, score))
+        return out
+
+
+def _heading_like(sentence: str) -> bool:
+    return len(sentence.split()) < 5 and not sentence.rstrip().endswith((".", "!", "?", ":"))
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+_MARKED = re.compile(r"(.+?) \[(\d+)\](?: |$)", re.S)
+
+
+def check_citations(answer: str, citations: list[Citation]) -> list[str]:
+    """Problems that must stop an answer: an uncited sentence, an unknown marker, a quote that
+    is not an exact substring of its chunk. An empty list means the answer may be served."""
+    problems: list[str] = []
+    by_marker = {c.marker: c for c in citations}
+    for c in citations:
+        if c.quote not in c.candidate.payload.text:
+            problems.append(f"quote [{c.marker}] is not in chunk {c.candidate.chunk_id}")
+    consumed = 0
+    for match in _MARKED.finditer(answer):
+        if match.start() != consumed:
+            problems.append(f"uncited text: {answer[consumed : match.start()]!r}")
+        marker = int(match.group(2))
+        if marker not in by_marker:
+            problems.append(f"marker [{marker}] has no citation")
+        elif match.group(1).strip() != by_marker[marker].quote:
+            problems.append(f"sentence before [{marker}] is not its quote")
+        consumed = match.end()
+    if answer[consumed:].strip():
+        problems.append(f"uncited text: {answer[consumed:]!r}")
+    if not answer.strip():
+        problems.append("empty answer")
+    return problems

@@ -1,0 +1,89 @@
+"""Answerability: one confidence in [0, 1] per question, from the evidence actually retrieved.
+
+Features of the top evidence: dense similarity, BM25 strength per question term, how much of
+the question's terms the best chunk and the top three chunks cover, and whether the question's
+specific terms (names, numbers) are missing from all of them. A logistic model over these,
+fitted on the development splits by `ragops eval --calibrate`, gives the confidence; answers
+below the calibrated threshold are refused. The model and its threshold live in a JSON file
+(`RAG_CALIBRATION_FILE`, default: the one shipped in this package).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag.bm25 import tokenize
+from rag.terms import QueryTerms
+from rag.types import Candidate
+
+DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")
+FEATURES = (
+    "dense_top",
+    "bm25_per_term",
+    "coverage_top",
+    "coverage_top3",
+    "specific_missing",
+    "has_specific",
+)
+
+
+@dataclass
+class Evidence:
+    """The features of one question's evidence, and what the gate saw missing."""
+
+    features: dict[str, float]
+    missing_specific: list[str]
+
+    def vector(self) -> list[float]:
+        return [self.features[name] for name in FEATURES]
+
+
+def evidence_features(question: str, ranked: list[Candidate], depth: int = 3) -> Evidence:
+    terms = QueryTerms.of(question)
+    if not ranked:
+        return Evidence(dict.fromkeys(FEATURES, 0.0), sorted(terms.specific))
+    top = ranked[0]
+    top_terms = set(tokenize(top.payload.text))
+    union = set(top_terms)
+    for c in ranked[1:depth]:
+        union |= set(tokenize(c.payload.text))
+    missing = terms.missing_specific(union)
+    features = {
+        "dense_top": top.dense,
+        "bm25_per_term": top.bm25 / max(1, len(terms.content)),
+        "coverage_top": terms.coverage(top_terms),
+        "coverage_top3": terms.coverage(union),
+        "specific_missing": len(missing) / len(terms.specific) if terms.specific else 0.0,
+        "has_specific": 1.0 if terms.specific else 0.0,
+    }
+    return Evidence(features, missing)
+
+
+@dataclass
+class ConfidenceModel:
+    """Logistic model over FEATURES; `threshold` is where answering starts."""
+
+    weights: dict[str, float]
+    bias: float
+    threshold: float
+    fitted_on: dict[str, object] = field(default_factory=dict)
+
+    def confidence(self, evidence: Evidence) -> float:
+        z = self.bias + sum(self.weights.get(k, 0.0) * v for k, v in evidence.features.items())
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ConfidenceModel:
+        data = json.loads((path or DEFAULT_CALIBRATION).read_text())
+        return cls(
+            weights={k: float(v) for k, v in data["weights"].items()},
+            bias=float(data["bias"]),
+            threshold=float(data["threshold"]),
+            fitted_on=data.get("fitted_on", {}),
+        )
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
