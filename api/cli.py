@@ -230,6 +230,141 @@ def sources(as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("question")
+@click.option("--tier", "tiers", multiple=True, help="Only these tiers (repeatable).")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option("--json", "as_json", is_flag=True)
+def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> None:
+    """Answer QUESTION with citations, or refuse with a reason."""
+    from rag.auth import TierError, resolve_tiers
+    from rag.store import StoreError
+
+    settings = Settings()
+    if not question.strip():
+        raise click.BadParameter("the question must not be empty", param_hint="QUESTION")
+    try:
+        chosen = resolve_tiers(settings.tiers, settings.tiers, list(tiers) or None)
+    except TierError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tier") from exc
+    services = _services()
+    try:
+        result = services.asker.ask(question.strip(), chosen, top_k=top_k)
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        services.close()
+    if as_json:
+        _emit(True, result)
+        return
+    if result["refused"]:
+        out.print(
+            f"[yellow]Refused[/yellow] ({result['refusal_reason']}): {result['refusal_message']}"
+        )
+        if result["refusal_detail"]:
+            out.print(f"  {result['refusal_detail']}")
+        if result["closest_sources"]:
+            out.print("Closest sources (not an answer):")
+            for c in result["closest_sources"]:
+                out.print(f"  - {c['title']} [{c['tier']}, {c['source']}] {c['doc_id']}")
+    else:
+        out.print(result["answer"])
+        out.print()
+        for c in result["citations"]:
+            out.print(
+                f"[{c['marker']}] {c['title']} — {c['doc_id']} "
+                f"([bold]{c['tier']}[/bold], source {c['source']}, {c['age_days']} days old)"
+            )
+    out.print(f"[dim]confidence {result['confidence']}  trace {result['trace_id']}[/dim]")
+
+
+@main.group()
+def keys() -> None:
+    """API keys (each scoped to trust tiers)."""
+
+
+@keys.command("create")
+@click.option("--tiers", required=True, help="Comma-separated tiers this key may read.")
+@click.option("--name", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def keys_create(tiers: str, name: str, as_json: bool) -> None:
+    """Create a key; it is shown once and stored hashed."""
+    settings = Settings()
+    chosen = [t.strip() for t in tiers.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in settings.tiers]
+    if not chosen or unknown:
+        raise click.BadParameter(
+            f"unknown tier(s) {', '.join(unknown) or '(none given)'}; "
+            f"allowed: {', '.join(settings.tiers)}",
+            param_hint="--tiers",
+        )
+    created = _services().keys.create(name, chosen)
+    data = {"key": created.key, "name": created.name, "tiers": created.tiers}
+    _emit(as_json, data, f"key for {name} ({', '.join(chosen)}), shown once:\n{created.key}")
+
+
+@main.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(path_type=Path), help="RESULTS.jsonl")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="REPORT.json")
+@click.option("--tier", "tiers", multiple=True, help="Only these tiers (default: all).")
+@click.option(
+    "--calibrate",
+    "calibrate_to",
+    type=click.Path(path_type=Path),
+    help="Fit the confidence model on this dataset and write it to this file.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def eval_(
+    dataset: Path,
+    out_path: Path | None,
+    report_path: Path | None,
+    tiers: tuple[str, ...],
+    calibrate_to: Path | None,
+    as_json: bool,
+) -> None:
+    """Run DATASET.jsonl through the real pipeline and score retrieval, answers, refusals."""
+    from evals.metrics import summarize
+    from evals.runner import calibrate, read_dataset, run_dataset
+    from rag.auth import TierError, resolve_tiers
+
+    settings = Settings()
+    try:
+        rows = read_dataset(dataset)
+        chosen = resolve_tiers(settings.tiers, settings.tiers, list(tiers) or None)
+    except (ValueError, TierError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    services = _services()
+    try:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("asking", total=len(rows))
+            results = run_dataset(
+                services.asker,
+                services.store,
+                rows,
+                chosen,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )
+        by_id = {r["id"]: r for r in rows}
+        report: dict[str, Any] = {"dataset": str(dataset), **summarize(results, by_id)}
+        if calibrate_to is not None:
+            model, fit = calibrate(results, by_id, note=f"fitted on {dataset.name}")
+            model.save(calibrate_to)
+            report["calibration"] = {"file": str(calibrate_to), **fit}
+    finally:
+        services.close()
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text("".join(json.dumps(r) + "\n" for r in results))
+    if report_path:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+    _emit(as_json, report, json.dumps(report, indent=2))
+
+
+@main.command()
 @click.option("--host", default=None, help="Bind address (default RAG_HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default RAG_PORT, 8000).")
 def serve(host: str | None, port: int | None) -> None:

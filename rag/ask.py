@@ -103,6 +103,7 @@ class AskPipeline:
         detail: str | None = None
         answer: str | None = None
         citations: list[Any] = []
+        features: dict[str, float] | None = None
         if not tiers:
             reason = "no_permitted_tiers"
         else:
@@ -113,6 +114,7 @@ class AskPipeline:
             ranked = self.reranker.rerank(question, list(found))
             clock.lap("rerank")
             evidence = evidence_features(question, ranked)
+            features = {k: round(v, 6) for k, v in evidence.features.items()}
             confidence = round(self.confidence.confidence(evidence), 4) if ranked else 0.0
             if not ranked:
                 reason = "no_evidence"
@@ -138,6 +140,7 @@ class AskPipeline:
             "answer": answer,
             "confidence": confidence,
             "threshold": self.effective_threshold,
+            "evidence": features,
             "citations": [c.to_dict(now) for c in citations],
             "retrieved": [c.brief() for c in ranked[:top_k]],
             "closest_sources": (

@@ -1,0 +1,108 @@
+"""Retrieval, answer and refusal metrics over eval RESULTS rows and their dataset rows."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+
+def doc_ranking(retrieved: Sequence[dict[str, Any]]) -> list[str]:
+    """Document ids in rank order, each once (a document may have several chunks)."""
+    seen: dict[str, None] = {}
+    for r in retrieved:
+        seen.setdefault(r["doc_id"], None)
+    return list(seen)
+
+
+def recall_at(ranking: list[str], relevant: set[str], k: int) -> float:
+    return 1.0 if relevant & set(ranking[:k]) else 0.0
+
+
+def mrr_at(ranking: list[str], relevant: set[str], k: int) -> float:
+    for i, doc in enumerate(ranking[:k], start=1):
+        if doc in relevant:
+            return 1.0 / i
+    return 0.0
+
+
+def ndcg_at(ranking: list[str], relevant: set[str], k: int) -> float:
+    dcg = sum(1.0 / math.log2(i + 1) for i, d in enumerate(ranking[:k], start=1) if d in relevant)
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, len(relevant)) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * p / 100.0
+    low, high = math.floor(index), math.ceil(index)
+    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def contains_reference(answer: str | None, reference: str | None) -> bool:
+    return bool(answer and reference and _norm(reference) in _norm(answer))
+
+
+def summarize(results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The report: retrieval quality on answerable rows, refusals, answers, citations, latency."""
+    answerable = [r for r in results if dataset[r["id"]]["answerable"]]
+    unanswerable = [r for r in results if not dataset[r["id"]]["answerable"]]
+    retrieval: dict[str, list[float]] = {
+        "recall@5": [],
+        "recall@10": [],
+        "mrr@10": [],
+        "ndcg@10": [],
+    }
+    cited_relevant = 0
+    contains = []
+    for r in answerable:
+        relevant = set(dataset[r["id"]]["relevant_doc_ids"])
+        ranking = doc_ranking(r["retrieved"])
+        retrieval["recall@5"].append(recall_at(ranking, relevant, 5))
+        retrieval["recall@10"].append(recall_at(ranking, relevant, 10))
+        retrieval["mrr@10"].append(mrr_at(ranking, relevant, 10))
+        retrieval["ndcg@10"].append(ndcg_at(ranking, relevant, 10))
+        if not r["refused"] and relevant & {c["doc_id"] for c in r["citations"]}:
+            cited_relevant += 1
+        reference = dataset[r["id"]].get("reference_answer")
+        if reference and not r["refused"]:
+            contains.append(contains_reference(r["answer"], reference))
+    refused = [r for r in results if r["refused"]]
+    true_refusals = sum(1 for r in unanswerable if r["refused"])
+    answered = [r for r in results if not r["refused"]]
+    valid = [r.get("citations_valid", False) for r in answered]
+    latencies = [r["latency_ms"]["total"] for r in results]
+
+    def mean(xs: Sequence[float]) -> float | None:
+        return round(sum(xs) / len(xs), 4) if xs else None
+
+    return {
+        "questions": len(results),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "retrieval": {k: mean(v) for k, v in retrieval.items()},
+        "refusal": {
+            "precision": round(true_refusals / len(refused), 4) if refused else None,
+            "recall": round(true_refusals / len(unanswerable), 4) if unanswerable else None,
+            "refused": len(refused),
+        },
+        "answers": {
+            "answer_rate": mean([0.0 if r["refused"] else 1.0 for r in answerable]),
+            "answered_citing_relevant": round(cited_relevant / len(answerable), 4)
+            if answerable
+            else None,
+            "contains_reference": mean([1.0 if c else 0.0 for c in contains]),
+            "citation_validity": mean([1.0 if v else 0.0 for v in valid]),
+        },
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50), 2),
+            "p95": round(percentile(latencies, 95), 2),
+        },
+    }

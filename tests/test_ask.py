@@ -1,0 +1,161 @@
+"""/ask and /search end to end over the sample corpora: real model, store, ops DB, HTTP."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, make_settings
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from ingestion.runner import IngestRequest
+from ingestion.service import load_manifest, make_ingestor
+from rag.store import ChunkFilter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, embedder):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("ask")
+    settings = make_settings(tmp, sources_file=REPO / "corpora/sources.toml")
+    with TestClient(create_app(settings)) as c:
+        services = c.app.state.services  # type: ignore[attr-defined]
+        ingestor = make_ingestor(services)
+        for spec in load_manifest(settings.sources_file, settings.tiers):
+            assert ingestor.run(spec.request("test")).status == "succeeded"
+        yield c
+
+
+def chunk_text(client: TestClient, chunk_id: str) -> str:
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    for tier in store.tiers:
+        for p in store.scroll(tier, ChunkFilter(chunk_ids=[chunk_id])):
+            return p.text
+    raise AssertionError(f"chunk {chunk_id} not in the store")
+
+
+def assert_fully_cited(client: TestClient, body: dict) -> None:
+    answer = body["answer"]
+    # Every sentence ends with a marker; nothing stands outside "<quote> [n]" pairs.
+    pieces = re.findall(r"(.+?) \[(\d+)\](?: |$)", answer)
+    assert " ".join(f"{q} [{n}]" for q, n in pieces) == answer
+    markers = {c["marker"]: c for c in body["citations"]}
+    for quote, n in pieces:
+        citation = markers[int(n)]
+        assert citation["quote"] == quote
+        assert quote in chunk_text(client, citation["chunk_id"])
+        for key in ("doc_id", "tier", "source", "source_modified_at", "ingested_at", "age_days"):
+            assert citation[key] is not None
+
+
+@pytest.mark.parametrize(
+    "question, doc_id, fact",
+    [
+        ("How many weeks of parental leave do parents get?", "leave-policy.pdf", "16 weeks"),
+        ("What is the daily limit for meals on business trips?", "expense-policy.docx", "75 euros"),
+        ("When does the year-end release freeze start?", "release-freeze.eml", "14 December 2026"),
+        ("How long must passwords be?", "security-policy.md", "14 characters"),
+        ("What is the recovery time objective for the orders database?",
+         "runbooks/database-failover.md", "15 minutes"),
+    ],
+)
+def test_answers_are_cited_from_the_right_document(client, question, doc_id, fact):
+    body = client.post("/ask", json={"question": question}).json()
+    assert body["refused"] is False, body
+    assert fact in body["answer"]
+    assert doc_id in {c["doc_id"] for c in body["citations"]}
+    assert_fully_cited(client, body)
+    assert body["trace_id"] and body["latency_ms"]["total"] > 0
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the capital of France?",
+        "How do I fail over the MySQL database?",
+        "How many days of annual leave do part-time employees in Germany get?",
+    ],
+)
+def test_unanswerable_questions_are_refused_with_a_reason(client, question):
+    body = client.post("/ask", json={"question": question}).json()
+    assert body["refused"] is True and body["answer"] is None
+    assert body["refusal_reason"] == "low_confidence"
+    assert body["citations"] == []
+    assert all(c["note"] == "not an answer" for c in body["closest_sources"])
+
+
+def test_query_log_records_the_trace(client):
+    body = client.post("/ask", json={"question": "How long must passwords be?"}).json()
+    trace = client.app.state.services.query_log.get(body["trace_id"])  # type: ignore[attr-defined]
+    assert trace.outcome == "answered" and trace.question == "How long must passwords be?"
+    assert {c["chunk_id"] for c in trace.cited} == {c["chunk_id"] for c in body["citations"]}
+    assert set(trace.latency_ms) >= {"embed", "retrieve", "rerank", "answer", "total"}
+
+
+def test_search_returns_ranked_chunks(client):
+    body = client.post("/search", json={"question": "VPN disconnects", "top_k": 3}).json()
+    assert 0 < len(body["results"]) <= 3
+    assert all({"doc_id", "chunk_id", "score", "tier", "text"} <= set(r) for r in body["results"])
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"question": ""}, "at least 1 character"),
+        ({"question": "   "}, "must not be blank"),
+        ({"question": "x" * 2001}, "at most 2000 characters"),
+        ({"question": "ok?", "top_k": 0}, "greater than or equal to 1"),
+        ({"question": "ok?", "tiers": ["secret"]}, "unknown tier(s) secret"),
+    ],
+)
+def test_bad_requests_are_422_with_a_message(client, payload, message):
+    response = client.post("/ask", json=payload)
+    assert response.status_code == 422
+    assert message in response.text
+
+
+def test_key_scoped_to_verified_never_sees_internal(client):
+    services = client.app.state.services  # type: ignore[attr-defined]
+    created = services.keys.create("policy-bot", ["verified"])
+    headers = {"Authorization": f"Bearer {created.key}"}
+    try:
+        for question in ("When does the year-end release freeze start?", "How long must passwords be?"):
+            body = client.post("/ask", json={"question": question}, headers=headers).json()
+            tiers = {c["tier"] for c in body["citations"]} | {r["tier"] for r in body["retrieved"]}
+            tiers |= {c["tier"] for c in body["closest_sources"]}
+            assert tiers <= {"verified"}, body
+        search = client.post("/search", json={"question": "release freeze"}, headers=headers).json()
+        assert {r["tier"] for r in search["results"]} <= {"verified"}
+        forbidden = client.post("/ask", json={"question": "x?", "tiers": ["internal"]}, headers=headers)
+        assert forbidden.status_code == 403 and "may not read tier(s) internal" in forbidden.text
+        assert client.post("/ask", json={"question": "x?"}).status_code == 401
+        wrong = {"Authorization": "Bearer rgo_not-a-key"}
+        assert client.post("/ask", json={"question": "x?"}, headers=wrong).status_code == 401
+    finally:
+        from sqlalchemy import delete
+
+        from rag.db import api_keys
+
+        with services.engine.begin() as conn:
+            conn.execute(delete(api_keys))
+
+
+def test_expired_chunks_are_never_served(client, tmp_path: Path):
+    services = client.app.state.services  # type: ignore[attr-defined]
+    folder = tmp_path / "flash"
+    folder.mkdir()
+    (folder / "sale.md").write_text("# Flash sale\n\nThe zebra-striped mugs cost 3 euros today only.\n")
+    make_ingestor(services).run(IngestRequest("flash", "community", folder, "4s"))
+    question = {"question": "How much do the zebra-striped mugs cost?"}
+    first = client.post("/search", json=question).json()
+    assert "sale.md" in {r["doc_id"] for r in first["results"]}
+    time.sleep(4.5)
+    later = client.post("/search", json=question).json()
+    assert "sale.md" not in {r["doc_id"] for r in later["results"]}
+    answer = client.post("/ask", json=question).json()
+    assert "sale.md" not in {c["doc_id"] for c in answer["citations"]}
+    assert "sale.md" not in {c["doc_id"] for c in answer["closest_sources"]}
