@@ -365,6 +365,134 @@ def eval_(
 
 
 @main.command()
+@click.argument("kind", type=click.Choice(["freshness", "hits"]))
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(1, 365),
+    help="Window for the hits report.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def report(kind: str, days: int, as_json: bool) -> None:
+    """Operator reports: freshness (per source and tier) or hits (the query log)."""
+    from datetime import timedelta
+
+    from rag.reports import freshness_report, hits_report
+    from rag.store import StoreError
+    from rag.types import utc_now
+
+    services = _services()
+    now = utc_now()
+    try:
+        if kind == "freshness":
+            data = freshness_report(services.catalog, services.jobs, services.store, now)
+        else:
+            data = hits_report(services.engine, services.catalog, now - timedelta(days=days), now)
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        services.close()
+    if as_json:
+        _emit(True, data)
+    elif kind == "freshness":
+        _print_freshness(data)
+    else:
+        _print_hits(data, days)
+
+
+def _print_freshness(data: dict[str, Any]) -> None:
+    table = Table(
+        "source",
+        "tier",
+        "docs",
+        "chunks",
+        "newest",
+        "last refresh",
+        "next run",
+        "status",
+        "expiring 24h",
+        "expired unswept",
+        title="Freshness",
+    )
+    for s in data["sources"]:
+        table.add_row(
+            s["source"],
+            s["tier"],
+            str(s["documents"]),
+            str(s["chunks"]),
+            (s["newest_source_date"] or "-")[:10],
+            (s["last_success_at"] or "never")[:16],
+            (s["next_run_at"] or "-")[:16],
+            "[red]overdue[/red]" if s["overdue"] else "[green]ok[/green]",
+            str(s["chunks_expiring_24h"]),
+            str(s["chunks_expired_unswept"]),
+        )
+    out.print(table)
+    for s in data["sources"]:
+        for f in s["last_failures"]:
+            out.print(f"[red]failed[/red] {s['source']}/{f['path']}: {f['reason']}")
+        if s["last_error"]:
+            out.print(f"[red]{s['source']} last error:[/red] {s['last_error']}")
+
+
+def _print_hits(data: dict[str, Any], days: int) -> None:
+    rate = data["answer_rate"]
+    out.print(
+        f"[bold]{data['asks']}[/bold] asks in {days} days: {data['answered']} answered, "
+        f"{data['refused']} refused" + (f" (answer rate {rate:.0%})" if rate is not None else "")
+    )
+    if data["refusals_by_reason"]:
+        out.print(
+            "refusals: " + ", ".join(f"{k} {v}" for k, v in data["refusals_by_reason"].items())
+        )
+    tiers = Table("tier", "asks", "hits", "hit rate", title="Per tier")
+    for t in data["tiers"]:
+        tiers.add_row(
+            t["tier"],
+            str(t["asks"]),
+            str(t["hits"]),
+            f"{t['hit_rate']:.0%}" if t["hit_rate"] is not None else "-",
+        )
+    out.print(tiers)
+    gaps = Table("question", "asked", "reason", title="Knowledge gaps")
+    for g in data["knowledge_gaps"]:
+        gaps.add_row(g["question"], str(g["asked"]), g["refusal_reason"] or "")
+    out.print(gaps)
+    out.print(f"never retrieved: {data['never_retrieved']['count']} documents")
+
+
+@main.command()
+@click.option("--no-schedule", is_flag=True, help="Only run queued jobs; do not schedule.")
+def worker(no_schedule: bool) -> None:
+    """Run the scheduler and an ingestion worker (for a Qdrant server backend)."""
+    import signal
+    import threading
+
+    from ingestion.host import IngestionHost
+    from rag.store import StoreError
+
+    settings = Settings()
+    services = _services()
+    host = IngestionHost(services, embedded=settings.store_backend == "edge")
+    try:
+        host.start(schedule=not no_schedule)
+    except StoreError as exc:
+        _fail(str(exc))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    err.print(f"worker {host.worker_id} running; Ctrl-C to stop")
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        host.stop()
+        services.close()
+
+
+@main.command()
 @click.option("--host", default=None, help="Bind address (default RAG_HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default RAG_PORT, 8000).")
 def serve(host: str | None, port: int | None) -> None:

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import ask, health, sources
+from api.routes import ask, health, jobs, reports, sources
+from ingestion.host import IngestionHost
 from rag.pipeline import Services
 from rag.settings import Settings
 
@@ -23,18 +24,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services(settings)
         # Open the store (and load the model) now: the first request should not pay for it,
         # and the embedded store's lock is taken for this process's lifetime.
-        _ = services.store
+        _ = services.asker
+        services.embedder.embed_query("warm up")
         app.state.services = services
+        host = IngestionHost(services, embedded=settings.store_backend == "edge")
+        host.start(schedule=settings.scheduler_enabled)
+        app.state.host = host
         log.info(
             "ragops API ready (store=%s, data dir=%s)", settings.store_backend, settings.data_dir
         )
         try:
             yield
         finally:
+            host.stop()
             services.close()
 
     app = FastAPI(title="ragops", version="0.1.0", lifespan=lifespan)
     app.include_router(health.router)
     app.include_router(ask.router)
     app.include_router(sources.router)
+    app.include_router(jobs.router)
+    app.include_router(reports.router)
     return app

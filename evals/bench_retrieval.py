@@ -82,8 +82,10 @@ def main() -> None:
     for name, rankings in table.items():
         m = score(rankings, relevant)
         print(f"{name:34s} {m['recall@5']:9.4f} {m['mrr@10']:8.4f} {m['ndcg@10']:8.4f}")
-    print(f"query embedding alone: p50 {percentile(embed_ms, 50):.1f} ms, "
-          f"p95 {percentile(embed_ms, 95):.1f} ms")
+    print(
+        f"query embedding alone: p50 {percentile(embed_ms, 50):.1f} ms, "
+        f"p95 {percentile(embed_ms, 95):.1f} ms"
+    )
     if args.grid:
         print("\nevidence reranker grid (dense, bm25, coverage) on hybrid RRF candidates:")
         results = []
@@ -92,8 +94,11 @@ def main() -> None:
             results.append((m["mrr@10"], m["recall@5"], d, b, c))
         for mrr, rec, d, b, c in sorted(results, reverse=True)[:8]:
             print(f"  dense={d} bm25={b} coverage={c}: recall@5 {rec:.4f} MRR@10 {mrr:.4f}")
-    print(f"command: python -m evals.bench_retrieval {args.dataset}"
-          + (f" --limit {args.limit}" if args.limit else "") + (" --grid" if args.grid else ""))
+    print(
+        f"command: python -m evals.bench_retrieval {args.dataset}"
+        + (f" --limit {args.limit}" if args.limit else "")
+        + (" --grid" if args.grid else "")
+    )
     services.close()
 
 

@@ -138,7 +138,7 @@ class Ingestor:
         known = self.catalog.documents(request.source)
         items, total = self._items(request.path)
         self.jobs.start(job, total)
-        seen: set[str] = set()
+        first_seen: dict[str, str] = {}  # doc id -> where it first appeared in this run
         unchanged: list[str] = []
         pending: list[LoadedDocument] = []
         done = 0
@@ -151,9 +151,15 @@ class Ingestor:
             done += 1
             if progress:
                 progress(done, total, item.name)
+            if item.doc_id and item.doc_id in first_seen:
+                reason = (
+                    f"duplicate document id {item.doc_id!r} (first at {first_seen[item.doc_id]})"
+                )
+                self.jobs.record_file(job, FileResult(item.name, "failed", reason))
+                continue
             if item.doc_id:
                 # A document that fails to load keeps its last good version in the index.
-                seen.add(item.doc_id)
+                first_seen[item.doc_id] = item.name
             if item.doc is None:
                 self.jobs.record_file(job, FileResult(item.name, "failed", item.error))
                 continue
@@ -168,7 +174,7 @@ class Ingestor:
                 flush()
         flush()
         self._reverify(request, unchanged, now, expires_at)
-        removed = self._delete_missing(request, job, known, seen)
+        removed = self._delete_missing(request, job, known, set(first_seen))
         if removed or job.counts["updated"]:
             # Deleted points still count in the engine's IDF until segments are optimised.
             self.store.optimize(request.tier)

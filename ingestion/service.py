@@ -10,6 +10,7 @@ from ingestion.chunking import SemanticChunker
 from ingestion.runner import Ingestor, IngestRequest
 from rag.durations import parse_duration
 from rag.pipeline import Services
+from rag.schedules import parse_schedule
 
 
 def make_ingestor(services: Services) -> Ingestor:
@@ -57,7 +58,12 @@ def load_manifest(path: Path, tiers: list[str]) -> list[SourceSpec]:
         if entry["tier"] not in tiers:
             raise ValueError(f"{path}: source {entry['name']!r} has unknown tier {entry['tier']!r}")
         ttl = str(entry.get("ttl", "30d"))
-        parse_duration(ttl)
+        try:
+            parse_duration(ttl)
+            if entry.get("schedule"):
+                parse_schedule(str(entry["schedule"]))
+        except ValueError as exc:
+            raise ValueError(f"{path}: source {entry['name']!r}: {exc}") from exc
         specs.append(
             SourceSpec(
                 name=str(entry["name"]),

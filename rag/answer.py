@@ -40,12 +40,17 @@ class ExtractiveAnswerer:
     depth: int = 3
     max_sentences: int = 3
     # A further sentence must cover at least this share of the best sentence's score.
-    keep_ratio: float = 0.6
+    keep_ratio: float = 0.75
+    # Only chunks ranked close to the best one may contribute sentences.
+    chunk_ratio: float = 0.7
     kind: str = "extractive"
 
     def answer(self, question: str, ranked: list[Candidate]) -> tuple[str, list[Citation]]:
         terms = QueryTerms.of(question)
-        sentences = self._sentences(terms, ranked[: self.depth])
+        top = ranked[: self.depth]
+        floor = self.chunk_ratio * top[0].score if top and top[0].score > 0 else float("-inf")
+        usable = [c for i, c in enumerate(top) if i == 0 or c.score >= floor]
+        sentences = self._sentences(terms, usable)
         if not sentences:
             return "", []
         best = max(sentences, key=lambda s: (s.score, -s.candidate_rank, -s.position))
@@ -61,7 +66,7 @@ class ExtractiveAnswerer:
             covered |= new_terms
         chosen.sort(key=lambda s: (s.candidate_rank, s.position))
         citations = [
-            Citation(marker=i, quote=s.text, candidate=ranked[s.candidate_rank])
+            Citation(marker=i, quote=s.text, candidate=usable[s.candidate_rank])
             for i, s in enumerate(chosen, start=1)
         ]
         text = " ".join(f"{c.quote} [{c.marker}]" for c in citations)

@@ -18,6 +18,7 @@ from typing import Any
 
 from rag.answer import Answerer, check_citations
 from rag.confidence import ConfidenceModel, evidence_features
+from rag.metrics import ASKS, STAGE_SECONDS
 from rag.querylog import QueryLog, Trace
 from rag.rerank import Reranker
 from rag.retrieval import HybridRetriever
@@ -131,6 +132,9 @@ class AskPipeline:
                     answer, citations = text, cites
             clock.lap("answer")
         latency = clock.total()
+        ASKS.labels("refused" if reason else "answered", reason or "").inc()
+        for stage, ms in latency.items():
+            STAGE_SECONDS.labels(stage).observe(ms / 1000)
         result: dict[str, Any] = {
             "question": question,
             "refused": reason is not None,

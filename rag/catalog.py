@@ -77,6 +77,11 @@ class Catalog:
         with self.engine.connect() as conn:
             return [_doc_from_row(r) for r in conn.execute(select(documents)).mappings()]
 
+    def expired_documents(self, now: datetime) -> list[DocumentState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(documents).where(documents.c.expires_at <= now)).mappings()
+            return [_doc_from_row(r) for r in rows]
+
     def save_document(self, doc: DocumentState, old_tokens: int | None) -> None:
         """Insert or replace one document's state and adjust its tier's BM25 length totals."""
         values = {
@@ -154,7 +159,9 @@ class Catalog:
             exists = conn.execute(
                 select(func.count()).select_from(sources).where(sources.c.name == name)
             ).scalar_one()
-            values = {"tier": tier, "path": path, "ttl": ttl, "schedule": schedule}
+            values: dict[str, Any] = {"tier": tier, "path": path, "ttl": ttl}
+            if schedule is not None:  # an ad-hoc run must not erase a declared schedule
+                values["schedule"] = schedule
             if exists:
                 conn.execute(update(sources).where(sources.c.name == name).values(**values))
             else:

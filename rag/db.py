@@ -22,7 +22,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -53,6 +55,9 @@ jobs = Table(
     Column("counts", JSON, nullable=False),
     Column("chunks_written", Integer, nullable=False, default=0),
     Column("error", Text),
+    # Added in migration 3: which worker runs the job, and when it last showed progress.
+    Column("claimed_by", String(100)),
+    Column("heartbeat_at", DateTime(timezone=True)),
 )
 
 job_files = Table(
@@ -146,7 +151,21 @@ def _v2_keys_and_query_log(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_keys_and_query_log]
+def _v3_job_claims(conn: Connection) -> None:
+    # Databases created before v3 lack the columns; fresh ones got them from v1's table.
+    present = {c["name"] for c in inspect(conn).get_columns("ingest_jobs")}
+    if "claimed_by" not in present:
+        conn.execute(text("ALTER TABLE ingest_jobs ADD COLUMN claimed_by VARCHAR(100)"))
+    if "heartbeat_at" not in present:
+        kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        conn.execute(text(f"ALTER TABLE ingest_jobs ADD COLUMN heartbeat_at {kind}"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1_initial,
+    _v2_keys_and_query_log,
+    _v3_job_claims,
+]
 
 
 def migrate(engine: Engine) -> int:

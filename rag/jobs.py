@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from rag.db import as_utc, job_files, jobs
+from rag.metrics import DOCUMENTS_INGESTED, JOB_FAILURES
 from rag.types import iso, utc_now
 
 FILE_STATUSES = ("added", "updated", "unchanged", "deleted", "failed")
@@ -113,13 +114,73 @@ class JobLog:
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job.job_id)
-                .values(status=job.status, started_at=job.started_at, files_total=files_total)
+                .values(
+                    status=job.status,
+                    started_at=job.started_at,
+                    files_total=files_total,
+                    heartbeat_at=job.started_at,
+                )
+            )
+
+    def active(self, source: str) -> JobRecord | None:
+        """The source's queued or running job, if any (one run per source at a time)."""
+        query = (
+            select(jobs)
+            .where((jobs.c.source == source) & jobs.c.status.in_(("queued", "running")))
+            .order_by(jobs.c.created_at)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return _job_from_row(row) if row else None
+
+    def claim(self, worker: str) -> JobRecord | None:
+        """Take the oldest queued job for this worker, atomically: two workers never get the
+        same job (a row lock on PostgreSQL, and a conditional update everywhere)."""
+        with self.engine.begin() as conn:
+            query = (
+                select(jobs.c.id)
+                .where(jobs.c.status == "queued")
+                .order_by(jobs.c.created_at)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            job_id = conn.execute(query).scalar()
+            if job_id is None:
+                return None
+            now = utc_now()
+            claimed = conn.execute(
+                update(jobs)
+                .where((jobs.c.id == job_id) & (jobs.c.status == "queued"))
+                .values(status="running", claimed_by=worker, started_at=now, heartbeat_at=now)
+            ).rowcount
+        return self.get(job_id) if claimed == 1 else None
+
+    def fail_stale(self, older_than: datetime | None = None) -> int:
+        """Mark running jobs whose worker went silent (before `older_than`; all when None)
+        as failed, so the next run of their source can start and converge."""
+        condition = jobs.c.status == "running"
+        if older_than is not None:
+            condition = condition & (jobs.c.heartbeat_at < older_than)
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    update(jobs)
+                    .where(condition)
+                    .values(
+                        status="failed",
+                        finished_at=utc_now(),
+                        error="interrupted: the worker stopped during the job",
+                    )
+                ).rowcount
             )
 
     def record_file(self, job: JobRecord, result: FileResult) -> None:
         """Store one file's outcome and the job's running totals in one transaction."""
         job.files.append(result)
         job.counts[result.status] += 1
+        DOCUMENTS_INGESTED.labels(result.status).inc()
         job.chunks_written += result.chunks
         if result.status != "deleted":
             job.files_done += 1
@@ -140,11 +201,14 @@ class JobLog:
                     counts=dict(job.counts),
                     chunks_written=job.chunks_written,
                     files_done=job.files_done,
+                    heartbeat_at=utc_now(),
                 )
             )
 
     def finish(self, job: JobRecord, status: str, error: str | None = None) -> None:
         job.status, job.finished_at, job.error = status, utc_now(), error
+        if status == "failed":
+            JOB_FAILURES.inc()
         with self.engine.begin() as conn:
             conn.execute(
                 update(jobs)

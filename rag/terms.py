@@ -19,7 +19,8 @@ QUESTION_WORDS = frozenset(
         "what which who whom whose when where why how does do did done can could should would "
         "may might must shall will is are was were be been being has have had i me my we our "
         "you your tell explain describe list give name according please about there any some "
-        "many much kind type types specific specifically exactly current currently"
+        "many much kind type types specific specifically exactly current currently get got gets "
+        "need needs take happen happens"
     )
 )
 _SPECIFIC = re.compile(r"\b(?:[A-Z][\w'-]*|\w*\d\w*|[A-Z]{2,}\w*)\b")

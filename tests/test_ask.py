@@ -59,8 +59,11 @@ def assert_fully_cited(client: TestClient, body: dict) -> None:
         ("What is the daily limit for meals on business trips?", "expense-policy.docx", "75 euros"),
         ("When does the year-end release freeze start?", "release-freeze.eml", "14 December 2026"),
         ("How long must passwords be?", "security-policy.md", "14 characters"),
-        ("What is the recovery time objective for the orders database?",
-         "runbooks/database-failover.md", "15 minutes"),
+        (
+            "What is the recovery time objective for the orders database?",
+            "runbooks/database-failover.md",
+            "15 minutes",
+        ),
     ],
 )
 def test_answers_are_cited_from_the_right_document(client, question, doc_id, fact):
@@ -123,14 +126,19 @@ def test_key_scoped_to_verified_never_sees_internal(client):
     created = services.keys.create("policy-bot", ["verified"])
     headers = {"Authorization": f"Bearer {created.key}"}
     try:
-        for question in ("When does the year-end release freeze start?", "How long must passwords be?"):
+        for question in (
+            "When does the year-end release freeze start?",
+            "How long must passwords be?",
+        ):
             body = client.post("/ask", json={"question": question}, headers=headers).json()
             tiers = {c["tier"] for c in body["citations"]} | {r["tier"] for r in body["retrieved"]}
             tiers |= {c["tier"] for c in body["closest_sources"]}
             assert tiers <= {"verified"}, body
         search = client.post("/search", json={"question": "release freeze"}, headers=headers).json()
         assert {r["tier"] for r in search["results"]} <= {"verified"}
-        forbidden = client.post("/ask", json={"question": "x?", "tiers": ["internal"]}, headers=headers)
+        forbidden = client.post(
+            "/ask", json={"question": "x?", "tiers": ["internal"]}, headers=headers
+        )
         assert forbidden.status_code == 403 and "may not read tier(s) internal" in forbidden.text
         assert client.post("/ask", json={"question": "x?"}).status_code == 401
         wrong = {"Authorization": "Bearer rgo_not-a-key"}
@@ -148,7 +156,9 @@ def test_expired_chunks_are_never_served(client, tmp_path: Path):
     services = client.app.state.services  # type: ignore[attr-defined]
     folder = tmp_path / "flash"
     folder.mkdir()
-    (folder / "sale.md").write_text("# Flash sale\n\nThe zebra-striped mugs cost 3 euros today only.\n")
+    (folder / "sale.md").write_text(
+        "# Flash sale\n\nThe zebra-striped mugs cost 3 euros today only.\n"
+    )
     make_ingestor(services).run(IngestRequest("flash", "community", folder, "4s"))
     question = {"question": "How much do the zebra-striped mugs cost?"}
     first = client.post("/search", json=question).json()

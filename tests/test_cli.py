@@ -123,3 +123,96 @@ def test_store_held_by_another_process_is_said_plainly(tmp_path, folder):
     text = " ".join(result.stderr.split())
     assert "open in another process" in text and "POST /ingest/jobs" in text
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def ingested(tmp_path, folder):
+    data = tmp_path / "d"
+    assert (
+        run(["ingest", str(folder), "--source", "ops", "--tier", "internal"], data).returncode == 0
+    )
+    return data
+
+
+def test_ask_json_and_human(ingested):
+    result = run(["ask", "When do the Alpha servers restart?", "--json"], ingested)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["refused"] is False and "Sunday at 03:00" in body["answer"]
+    assert body["citations"][0]["doc_id"] == "a.md" and body["citations"][0]["tier"] == "internal"
+    human = run(["ask", "When do the Alpha servers restart?"], ingested)
+    assert "[1] Alpha — a.md (internal, source ops" in " ".join(human.stdout.split())
+    refused = run(["ask", "Who won the 1998 World Cup?"], ingested)
+    assert "Refused (low_confidence)" in refused.stdout
+    bad = run(["ask", "x?", "--tier", "secret"], ingested)
+    assert bad.returncode == 2 and "unknown tier(s) secret" in bad.stderr
+
+
+def test_keys_create_shows_key_once_and_validates(tmp_path):
+    result = run(
+        ["keys", "create", "--tiers", "verified,internal", "--name", "bot", "--json"],
+        tmp_path / "d",
+    )
+    body = json.loads(result.stdout)
+    assert body["name"] == "bot" and body["tiers"] == ["verified", "internal"]
+    assert body["key"].startswith("rgo_") and len(body["key"]) > 30
+    bad = run(["keys", "create", "--tiers", "verified,secret"], tmp_path / "d")
+    assert bad.returncode == 2 and "unknown tier(s) secret" in bad.stderr
+
+
+def test_eval_writes_results_and_report(ingested, tmp_path):
+    dataset = tmp_path / "ds.jsonl"
+    dataset.write_text(
+        json.dumps(
+            {
+                "id": "q1",
+                "question": "When do the Alpha servers restart?",
+                "relevant_doc_ids": ["a.md"],
+                "answerable": True,
+                "reference_answer": "Sunday at 03:00",
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "id": "q2",
+                "question": "What is the boiling point of mercury?",
+                "relevant_doc_ids": [],
+                "answerable": False,
+            }
+        )
+        + "\n"
+    )
+    out, report = tmp_path / "results.jsonl", tmp_path / "report.json"
+    result = run(
+        ["eval", str(dataset), "--out", str(out), "--report", str(report), "--json"], ingested
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "q2"]
+    for r in rows:
+        assert {
+            "id",
+            "question",
+            "refused",
+            "refusal_reason",
+            "answer",
+            "confidence",
+            "citations",
+            "retrieved",
+            "latency_ms",
+        } <= set(r)
+    assert set(rows[0]["citations"][0]) == {
+        "doc_id",
+        "chunk_id",
+        "quote",
+        "tier",
+        "source",
+        "source_modified_at",
+        "ingested_at",
+    }
+    summary = json.loads(report.read_text())
+    assert summary["retrieval"]["recall@5"] == 1.0 and summary["retrieval"]["mrr@10"] == 1.0
+    assert summary["refusal"]["recall"] == 1.0 and summary["answers"]["contains_reference"] == 1.0
+    assert summary["answers"]["citation_validity"] == 1.0
+    assert json.loads(result.stdout) == summary

@@ -198,3 +198,24 @@ def test_validation_rejects_bad_requests(services_factory, docs_dir, sqlite_url)
     ingestor.run(IngestRequest("s", "internal", docs_dir, "1d"))
     with pytest.raises(ValueError, match="keeps its tier"):
         ingestor.validate(IngestRequest("s", "verified", docs_dir, "1d"))
+
+
+def test_duplicate_ids_in_a_corpus_keep_the_first(services_factory, tmp_path, sqlite_url):
+    corpus = tmp_path / "dup.jsonl"
+    corpus.write_text(
+        json.dumps({"id": "x", "text": "First version of x."})
+        + "\n"
+        + json.dumps({"id": "y", "text": "Why not."})
+        + "\n"
+        + json.dumps({"id": "x", "text": "Second version of x."})
+        + "\n"
+    )
+    services = services_factory(database_url=sqlite_url)
+    job = make_ingestor(services).run(IngestRequest("dup", "community", corpus, "7d"))
+    assert job.status == "succeeded"
+    assert job.counts["added"] == 2 and job.counts["failed"] == 1
+    assert [f.reason for f in job.files if f.status == "failed"] == [
+        "duplicate document id 'x' (first at line 1)"
+    ]
+    texts = {p.doc_id: p.text for p in services.store.scroll("community")}
+    assert texts["x"] == "First version of x."

@@ -1,0 +1,92 @@
+"""Ingestion jobs: start one now (202), follow its progress, list recent ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field, model_validator
+
+from api.auth import PrincipalDep
+from api.deps import ServicesDep
+from ingestion.host import IngestionHost
+from ingestion.runner import IngestRequest
+from rag.durations import parse_duration
+
+router = APIRouter(prefix="/ingest/jobs", tags=["ingestion"])
+
+
+class JobCreate(BaseModel):
+    """Either a declared `source`, or a `path` with its `tier` (and optional ttl, name)."""
+
+    source: str | None = Field(default=None, max_length=200)
+    path: str | None = Field(default=None, max_length=4096)
+    tier: str | None = None
+    ttl: str | None = None
+
+    @model_validator(mode="after")
+    def _source_or_path(self) -> JobCreate:
+        if not self.source and not self.path:
+            raise ValueError("give a declared `source`, or a `path` with a `tier`")
+        if self.path and not self.tier:
+            raise ValueError("`tier` is required with `path`")
+        if self.ttl is not None:
+            parse_duration(self.ttl)
+        return self
+
+
+def _host(request: Request) -> IngestionHost:
+    host: IngestionHost = request.app.state.host
+    return host
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+def create_job(
+    body: JobCreate, request: Request, services: ServicesDep, _: PrincipalDep
+) -> dict[str, Any]:
+    """Queue an ingestion job now; returns its id (poll GET /ingest/jobs/{id})."""
+    host = _host(request)
+    settings = services.settings
+    if body.path is None:
+        spec = host.specs.get(body.source or "")
+        if spec is None:
+            known = ", ".join(sorted(host.specs)) or "none"
+            raise HTTPException(404, f"unknown source {body.source!r}; declared sources: {known}")
+        ingest = (
+            spec.request("api")
+            if body.ttl is None
+            else IngestRequest(spec.name, spec.tier, spec.path, body.ttl, "api")
+        )
+    else:
+        path = Path(body.path).expanduser().resolve()
+        roots = [r.resolve() for r in settings.ingest_roots]
+        if not any(path == r or path.is_relative_to(r) for r in roots):
+            raise HTTPException(
+                403,
+                f"path {body.path!r} is outside the allowed ingest roots "
+                f"({', '.join(map(str, roots))}; set RAG_INGEST_ROOTS)",
+            )
+        name = body.source or (path.stem if path.is_file() else path.name)
+        ingest = IngestRequest(name, body.tier or "", path, body.ttl or settings.default_ttl, "api")
+    try:
+        job = host.enqueue(ingest)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return job.to_dict(with_files=False)
+
+
+@router.get("")
+def read_jobs(services: ServicesDep, _: PrincipalDep, limit: int = 20) -> list[dict[str, Any]]:
+    """Recent jobs, newest first."""
+    limit = max(1, min(limit, 500))
+    return [j.to_dict(with_files=False) for j in services.jobs.recent(limit=limit)]
+
+
+@router.get("/{job_id}")
+def read_job(job_id: str, services: ServicesDep, _: PrincipalDep) -> dict[str, Any]:
+    """One job: status, progress, counts and per-file results with reasons."""
+    job = services.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no ingestion job {job_id!r}")
+    return job.to_dict()

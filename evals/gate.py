@@ -1,0 +1,107 @@
+"""The CI quality gate: small fixed dev-split sets through the real pipeline, vs a baseline.
+
+    python -m evals.gate                 # run and compare with evals/baseline.json
+    python -m evals.gate --write-baseline
+
+Sets: the first 200 HaluEval QA dev rows and a fixed, category-balanced subset of the
+fitz-gov dev cases (with only the documents they name). A metric fails the gate when it drops
+below its baseline by more than the tolerance; latency is reported, never gated (noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from evals.datasets import build_fitzgov, build_halueval
+
+BASELINE = Path(__file__).with_name("baseline.json")
+HALUEVAL_ROWS = 200
+FITZ_CASES = 120
+TOLERANCE = 0.02
+GATED = {
+    "halueval": [
+        "retrieval.recall@5",
+        "retrieval.mrr@10",
+        "answers.answer_rate",
+        "answers.citation_validity",
+        "answers.contains_reference",
+    ],
+    "fitzgov": [
+        "refusal.recall",
+        "answers.answer_rate",
+        "answers.answered_citing_relevant",
+        "answers.citation_validity",
+    ],
+}
+
+
+def _get(report: dict[str, Any], dotted: str) -> float:
+    value: Any = report
+    for part in dotted.split("."):
+        value = value[part]
+    return float(value or 0.0)
+
+
+def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Ingest both sets into one fresh data dir and evaluate each; returns the reports."""
+    from evals.metrics import summarize
+    from evals.runner import read_dataset, run_dataset
+    from ingestion.runner import IngestRequest
+    from ingestion.service import make_ingestor
+    from rag.pipeline import Services
+    from rag.settings import Settings
+
+    sets = {
+        "halueval": build_halueval(workdir / "halueval", HALUEVAL_ROWS),
+        "fitzgov": build_fitzgov(workdir / "fitzgov", FITZ_CASES),
+    }
+    services = Services(Settings(data_dir=workdir / "data", sources_file=workdir / "none.toml"))
+    try:
+        ingestor = make_ingestor(services)
+        for name, (corpus, _) in sets.items():
+            job = ingestor.run(IngestRequest(name, "verified", corpus, "3650d", "gate"))
+            if job.status != "succeeded" or job.counts["failed"]:
+                raise RuntimeError(f"ingesting {name} failed: {job.to_dict()}")
+        reports = {}
+        for name, (_, dataset) in sets.items():
+            rows = read_dataset(dataset)
+            results = run_dataset(services.asker, services.store, rows, ["verified"])
+            reports[name] = summarize(results, {r["id"]: r for r in rows})
+        return reports
+    finally:
+        services.close()
+
+
+def regressions(reports: dict[str, dict[str, Any]], baseline: dict[str, Any]) -> list[str]:
+    failures = []
+    for name, metrics in GATED.items():
+        for metric in metrics:
+            now, then = _get(reports[name], metric), float(baseline[name][metric])
+            if now < then - TOLERANCE:
+                failures.append(f"{name} {metric}: {now:.4f} < baseline {then:.4f} - {TOLERANCE}")
+    return failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-baseline", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = run_gate(Path(tmp))
+    print(json.dumps(reports, indent=2))
+    if args.write_baseline:
+        baseline = {n: {m: _get(reports[n], m) for m in ms} for n, ms in GATED.items()}
+        BASELINE.write_text(json.dumps(baseline, indent=2) + "\n")
+        print(f"baseline written to {BASELINE}")
+        return
+    failures = regressions(reports, json.loads(BASELINE.read_text()))
+    print("\n".join(failures) if failures else "gate: no regression against the baseline")
+    raise SystemExit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
