@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install samples serve test test-fast lint bench clean
+.PHONY: install samples serve test test-fast lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ samples: install
 serve: samples
 	$(BIN)/ragops serve --host 127.0.0.1 --port 8000
 
-test: install
+# The dashboard test drives Debian's chromium; install it when missing (CI runs as root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the dashboard browser test will be skipped"
+
+test: install chromium
 	$(BIN)/pytest -q
 
 test-fast: install

@@ -28,8 +28,13 @@ padding:8px 14px} .kpi b{display:block;font-size:22px} .bad{color:#b3261e;font-w
 """
 
 
-def _num(value: Any, figure: str | None = None) -> str:
-    text = "–" if value is None else (f"{value:.1%}" if isinstance(value, float) else str(value))
+def _num(value: Any, figure: str | None = None, pct: bool = False) -> str:
+    if value is None:
+        text = "–"
+    elif pct:
+        text = f"{value:.1%}"
+    else:
+        text = f"{value:.1f}" if isinstance(value, float) else str(value)
     attr = f' data-figure="{escape(figure)}"' if figure else ""
     return f"<span{attr}>{escape(text)}</span>"
 
@@ -73,14 +78,50 @@ def _columns(items: list[tuple[str, float]], height: int = 120, color: str = "#1
     return "".join(parts)
 
 
+AGE_COLOURS = ("#1e7b34", "#6aa84f", "#c9b037", "#e69138", "#cc4125", "#7f1d1d")
+
+
+def _age_chart(sources: list[dict[str, Any]], width: int = 420) -> str:
+    """One stacked bar per source: how many of its documents fall in each age bucket."""
+    rows = [s for s in sources if s["documents"]]
+    if not rows:
+        return '<p class="muted">nothing ingested</p>'
+    labels = list(rows[0]["age_distribution"])
+    row, bar = 22, width - 110
+    parts = [f'<svg width="{width}" height="{row * len(rows) + 40}" role="img">']
+    for i, src in enumerate(rows):
+        y, x = i * row + 2, 100.0
+        parts.append(f'<text x="0" y="{y + 13}">{escape(src["source"][:14])}</text>')
+        for colour, label in zip(AGE_COLOURS, labels):
+            n = src["age_distribution"][label]
+            w = bar * n / src["documents"]
+            if n:
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="15" fill="{colour}">'
+                    f"<title>{escape(label)}: {n}</title></rect>"
+                )
+            x += w
+    y = row * len(rows) + 14
+    for k, (colour, label) in enumerate(zip(AGE_COLOURS, labels)):
+        lx = (k % 3) * 140
+        ly = y + (k // 3) * 14
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{lx + 14}" y="{ly}">{escape(label)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int) -> str:
     overdue = freshness["overdue_sources"]
+    rate = _num(hits["answer_rate"], "answer_rate", pct=True)
     kpis = (
         '<div class="kpis">'
         f'<div class="kpi">asks ({days} d)<b>{_num(hits["asks"], "asks")}</b></div>'
         f'<div class="kpi">answered<b>{_num(hits["answered"], "answered")}</b></div>'
         f'<div class="kpi">refused<b>{_num(hits["refused"], "refused")}</b></div>'
-        f'<div class="kpi">answer rate<b>{_num(hits["answer_rate"], "answer_rate")}</b></div>'
+        f'<div class="kpi">answer rate<b>{rate}</b></div>'
         f'<div class="kpi">overdue sources<b class="{"bad" if overdue else "ok"}">'
         f"{_num(len(overdue), 'overdue_count')}</b></div>"
         "</div>"
@@ -116,20 +157,15 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
         f'<td class="n">{_num(t["chunks_expired_unswept"])}</td></tr>'
         for t in freshness["tiers"]
     )
-    ages = "".join(
-        f"<h3 style='font-size:13px;margin:8px 0 2px'>{escape(s['source'])}</h3>"
-        + _bars([(k, float(v)) for k, v in s["age_distribution"].items()], color="#7a5cc7")
-        for s in freshness["sources"]
-        if s["documents"]
-    )
+    ages = _age_chart(freshness["sources"])
     hit_tiers = "".join(
         f"<tr><td>{escape(t['tier'])}</td><td class=n>{t['asks']}</td><td class=n>{t['hits']}</td>"
-        f'<td class="n">{_num(t["hit_rate"], "tier_hit_rate:" + t["tier"])}</td></tr>'
+        f'<td class="n">{_num(t["hit_rate"], "tier_hit_rate:" + t["tier"], pct=True)}</td></tr>'
         for t in hits["tiers"]
     )
     hit_sources = "".join(
         f"<tr><td>{escape(s['source'])}</td><td class=n>{s['retrieved']}</td>"
-        f'<td class=n>{s["cited"]}</td><td class="n">{_num(s["hit_rate"])}</td></tr>'
+        f'<td class=n>{s["cited"]}</td><td class="n">{_num(s["hit_rate"], pct=True)}</td></tr>'
         for s in hits["sources"]
     )
     cited = "".join(
@@ -161,7 +197,7 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
 <th>expired, unswept</th><th>last failures</th></tr>{"".join(source_rows)}</table></section>
 <section><h2>Tiers</h2><table><tr><th>tier</th><th>docs</th><th>chunks</th>
 <th>expiring 24 h</th><th>expired, unswept</th></tr>{tier_rows}</table></section>
-<section><h2>Document age per source</h2>{ages or '<p class="muted">nothing ingested</p>'}</section>
+<section><h2>Document age per source</h2>{ages}</section>
 <section><h2>Answer rate per day</h2>
 {_columns([(d["date"], d["answer_rate"]) for d in hits["daily"]])}</section>
 <section><h2>Refusal reasons</h2>

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.bm25 import tokenize
+from rag.sentences import split_sentences
 from rag.terms import QueryTerms
 from rag.types import Candidate
 
@@ -26,6 +27,9 @@ FEATURES = (
     "coverage_top",
     "coverage_top3",
     "specific_missing",
+    "specific_missing_top",
+    "sentence_coverage",
+    "sentence_specific_missing",
     "has_specific",
 )
 
@@ -51,12 +55,30 @@ def evidence_features(question: str, ranked: list[Candidate], depth: int = 3) ->
     for c in ranked[1:depth]:
         union |= set(tokenize(c.payload.text))
     missing = terms.missing_specific(union)
+    # The best single sentence: an answer is a sentence, and a question whose terms are only
+    # spread over several passages (Hannibal here, Zama there) is not answered by any of them.
+    best_cov, best_missing = 0.0, 1.0 if terms.specific else 0.0
+    for c in ranked[:depth]:
+        text = c.payload.text
+        for a, b in split_sentences(text):
+            sentence_terms = set(tokenize(text[a:b]))
+            cov = terms.coverage(sentence_terms)
+            if cov > best_cov:
+                best_cov = cov
+                gone = terms.missing_specific(sentence_terms)
+                best_missing = len(gone) / len(terms.specific) if terms.specific else 0.0
+    n_specific = len(terms.specific)
     features = {
         "dense_top": top.dense,
         "bm25_per_term": top.bm25 / max(1, len(terms.content)),
         "coverage_top": terms.coverage(top_terms),
         "coverage_top3": terms.coverage(union),
-        "specific_missing": len(missing) / len(terms.specific) if terms.specific else 0.0,
+        "specific_missing": len(missing) / n_specific if n_specific else 0.0,
+        "specific_missing_top": len(terms.missing_specific(top_terms)) / n_specific
+        if n_specific
+        else 0.0,
+        "sentence_coverage": best_cov,
+        "sentence_specific_missing": best_missing,
         "has_specific": 1.0 if terms.specific else 0.0,
     }
     return Evidence(features, missing)
