@@ -15,11 +15,16 @@ from typing import Any
 
 
 def fitz_gov_documents() -> Iterator[dict[str, Any]]:
-    """fitz-gov corpus rows as our JSONL corpus rows: {"id", "title", "text"}."""
+    """fitz-gov corpus rows as our JSONL corpus rows: {"id", "title", "text"}.
+
+    Ids repeat in the shipped corpus; ingestion keeps the first and reports the others.
+    """
     path = resources.files("fitz_gov") / "data/corpus/documents.jsonl"
     with path.open("r", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
+            if not str(row.get("content") or "").strip():
+                continue  # a few rows ship without content: nothing to index
             yield {"id": row["id"], "title": row.get("title") or row["id"], "text": row["content"]}
 
 

@@ -69,8 +69,12 @@ def server(tmp_path, embedder):  # type: ignore[no-untyped-def]
     ingestor = make_ingestor(services)
     for spec in load_manifest(settings.sources_file, settings.tiers):
         ingestor.run(spec.request("test"))
-    for q in ("How long must passwords be?", "What is the capital of France?",
-              "What is the capital of France", "When does the release freeze start?"):
+    for q in (
+        "How long must passwords be?",
+        "What is the capital of France?",
+        "What is the capital of France",
+        "When does the release freeze start?",
+    ):
         httpx.post(f"{base}/ask", json={"question": q}, timeout=30)
     yield base
     srv.should_exit = True
@@ -81,11 +85,12 @@ def test_dashboard_figures_match_reports(server, tmp_path):
     profile = tmp_path / "profile"
     dom = subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", f"{server}/dashboard"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     shown = {
-        name: unescape(value)
-        for name, value in re.findall(r'data-figure="([^"]+)">([^<]*)<', dom)
+        name: unescape(value) for name, value in re.findall(r'data-figure="([^"]+)">([^<]*)<', dom)
     }
     hits = httpx.get(f"{server}/reports/hits").json()
     fresh = httpx.get(f"{server}/reports/freshness").json()
@@ -108,9 +113,16 @@ def test_dashboard_figures_match_reports(server, tmp_path):
 
     shot = tmp_path / "dashboard.png"
     subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1800",
-         f"--screenshot={shot}", f"{server}/dashboard"],
-        capture_output=True, timeout=120,
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1800",
+            f"--screenshot={shot}",
+            f"{server}/dashboard",
+        ],
+        capture_output=True,
+        timeout=120,
     )
     assert shot.exists() and shot.stat().st_size > 10_000
     print(f"dashboard screenshot: {shot}")

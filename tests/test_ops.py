@@ -57,6 +57,7 @@ def test_scheduled_reindex_picks_up_edits_and_deletions(tmp_path, live_folder, e
     )
     settings = make_settings(tmp_path, sources_file=sources, ingest_roots=[tmp_path])
     with TestClient(create_app(settings)) as client:
+
         def cited(question: str) -> dict:
             return client.post("/ask", json={"question": question}).json()
 
@@ -66,8 +67,11 @@ def test_scheduled_reindex_picks_up_edits_and_deletions(tmp_path, live_folder, e
         )
         (live_folder / "gym.md").unlink()
         answer = wait_for(
-            lambda: (a := cited("What does the canteen serve on Mondays?"))["answer"]
-            and "pumpkin curry" in a["answer"] and a
+            lambda: (
+                (a := cited("What does the canteen serve on Mondays?"))["answer"]
+                and "pumpkin curry" in a["answer"]
+                and a
+            )
         )
         assert answer["citations"][0]["doc_id"] == "menu.md"
         search = lambda: client.post("/search", json={"question": "When does the gym open?"}).json()  # noqa: E731
@@ -78,7 +82,9 @@ def test_scheduled_reindex_picks_up_edits_and_deletions(tmp_path, live_folder, e
         assert any(j["counts"]["deleted"] == 1 for j in jobs)
         freshness = client.get("/reports/freshness").json()
         live = next(s for s in freshness["sources"] if s["source"] == "live")
-        assert live["documents"] == 1 and live["overdue"] is False and live["schedule"] == "every 2s"
+        assert (
+            live["documents"] == 1 and live["overdue"] is False and live["schedule"] == "every 2s"
+        )
 
 
 def test_ttl_expiry_stops_serving_then_sweep_deletes(tmp_path, live_folder, embedder):
@@ -113,7 +119,9 @@ def test_jobs_api(tmp_path, live_folder, embedder):
         assert created.status_code == 202
         job_id = created.json()["job_id"]
         job = wait_for(
-            lambda: (j := client.get(f"/ingest/jobs/{job_id}").json())["status"] == "succeeded" and j
+            lambda: (
+                (j := client.get(f"/ingest/jobs/{job_id}").json())["status"] == "succeeded" and j
+            )
         )
         assert job["counts"]["added"] == 2 and job["counts"]["failed"] == 1
         assert job["progress"] == {"files_done": 3, "files_total": 3}
@@ -197,8 +205,16 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
         "\n".join(
             json.dumps(row)
             for row in [
-                {"id": "old", "text": "Printers print double-sided.", "modified_at": "2020-01-01T00:00:00Z"},
-                {"id": "mid", "text": "Bikes park in the basement.", "modified_at": "2026-11-01T00:00:00Z"},
+                {
+                    "id": "old",
+                    "text": "Printers print double-sided.",
+                    "modified_at": "2020-01-01T00:00:00Z",
+                },
+                {
+                    "id": "mid",
+                    "text": "Bikes park in the basement.",
+                    "modified_at": "2026-11-01T00:00:00Z",
+                },
                 {"id": "new", "text": "Lunch is at noon.", "modified_at": "2026-11-22T00:00:00Z"},
             ]
         )
@@ -216,7 +232,9 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
     assert kb["overdue"] is False
     assert kb["age_distribution"]["> 1 year"] == 1
     # Two hours later the hourly source has not been refreshed: overdue.
-    later = freshness_report(services.catalog, services.jobs, services.store, now + timedelta(hours=2))
+    later = freshness_report(
+        services.catalog, services.jobs, services.store, now + timedelta(hours=2)
+    )
     assert later["overdue_sources"] == ["kb"]
 
     # Asks with chosen outcomes, written as the pipeline writes them.
@@ -224,7 +242,13 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
 
     def ref(doc: str) -> dict:
         p = chunk[doc]
-        return {"doc_id": doc, "chunk_id": p.chunk_id, "tier": "community", "source": "kb", "score": 1.0}
+        return {
+            "doc_id": doc,
+            "chunk_id": p.chunk_id,
+            "tier": "community",
+            "source": "kb",
+            "score": 1.0,
+        }
 
     day1, day2 = now - timedelta(days=2), now - timedelta(days=1)
     asks = [
@@ -236,8 +260,21 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
     ]
     for i, (at, q, outcome, reason, retrieved, cited) in enumerate(asks):
         services.query_log.record(
-            Trace(f"t{i}", at, q, None, ["community"], ["community"], outcome, reason, 0.5,
-                  retrieved, retrieved, cited, {"embed": 10.0 + i, "total": 20.0 + i})
+            Trace(
+                f"t{i}",
+                at,
+                q,
+                None,
+                ["community"],
+                ["community"],
+                outcome,
+                reason,
+                0.5,
+                retrieved,
+                retrieved,
+                cited,
+                {"embed": 10.0 + i, "total": 20.0 + i},
+            )
         )
     hits = hits_report(services.engine, services.catalog, now - timedelta(days=7), now)
     assert (hits["asks"], hits["answered"], hits["refused"]) == (5, 3, 2)
@@ -249,7 +286,10 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
         {"question": "who is the CEO", "asked": 2, "refusal_reason": "low_confidence"}
     ]
     assert hits["latency_ms"]["total"] == {"p50": 22.0, "p95": 23.8}
-    assert [(d["asks"], d["answered"], d["refused"]) for d in hits["daily"]] == [(2, 2, 0), (3, 1, 2)]
+    assert [(d["asks"], d["answered"], d["refused"]) for d in hits["daily"]] == [
+        (2, 2, 0),
+        (3, 1, 2),
+    ]
 
 
 def test_metrics_endpoint(tmp_path, live_folder, embedder):
