@@ -64,7 +64,7 @@ def ingest(
     from ingestion.runner import IngestRequest
     from ingestion.service import load_manifest, make_ingestor
     from rag.durations import parse_duration
-    from rag.store import StoreError
+    from rag.store import StoreError, StoreLockedError
 
     settings = Settings()
     if tier is not None and tier not in settings.tiers:
@@ -101,20 +101,53 @@ def ingest(
                 ingestor.validate(request)
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
-        results = [_run_with_progress(ingestor, r) for r in requests]
+        results = [_run_with_progress(ingestor, r).to_dict() for r in requests]
+    except StoreLockedError as exc:
+        # The embedded store is held by a running server: give it the jobs instead.
+        services.close()
+        results = [_hand_to_server(settings, r, str(exc)) for r in requests]
     except StoreError as exc:
         _fail(str(exc))
         return
     finally:
         services.close()
     if as_json:
-        docs = [job.to_dict() for job in results]
-        _emit(True, docs[0] if len(docs) == 1 else docs)
+        _emit(True, results[0] if len(results) == 1 else results)
     else:
         for job in results:
             _print_job(job)
-    if any(job.status == "failed" for job in results):
+    if any(job["status"] == "failed" for job in results):
         sys.exit(1)
+
+
+def _hand_to_server(settings: Settings, request: Any, locked: str) -> dict[str, Any]:
+    """Submit the job to the `ragops serve` that holds the store, and follow it to the end."""
+    import time
+
+    import httpx
+
+    base = f"http://{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    body = {
+        "source": request.source,
+        "path": str(request.path.resolve()),
+        "tier": request.tier,
+        "ttl": request.ttl,
+    }
+    try:
+        response = httpx.post(f"{base}/ingest/jobs", json=body, headers=headers, timeout=30)
+    except httpx.HTTPError:
+        _fail(f"{locked} (no server answered at {base} to take the job)")
+    if response.status_code != 202:
+        detail = response.json().get("detail", response.text)
+        _fail(f"the server at {base} holds the store and refused the job: {detail}")
+    job_id = response.json()["job_id"]
+    err.print(f"the store is held by the server at {base}; it runs job {job_id}")
+    while True:
+        job = httpx.get(f"{base}/ingest/jobs/{job_id}", headers=headers, timeout=30).json()
+        if job["status"] in ("succeeded", "failed"):
+            return dict(job)
+        time.sleep(0.5)
 
 
 def _run_with_progress(ingestor: Any, request: Any) -> Any:
@@ -137,23 +170,21 @@ def _run_with_progress(ingestor: Any, request: Any) -> Any:
         return ingestor.run(request, progress=progress)
 
 
-def _print_job(job: Any) -> None:
-    colour = "green" if job.status == "succeeded" else "red"
+def _print_job(job: dict[str, Any]) -> None:
+    colour = "green" if job["status"] == "succeeded" else "red"
     out.print(
-        f"[bold]{job.source}[/bold] -> tier [bold]{job.tier}[/bold]: "
-        f"[{colour}]{job.status}[/{colour}]  (job {job.job_id})"
+        f"[bold]{job['source']}[/bold] -> tier [bold]{job['tier']}[/bold]: "
+        f"[{colour}]{job['status']}[/{colour}]  (job {job['job_id']})"
     )
-    table = Table(show_header=True, header_style="bold")
-    for key in ("added", "updated", "unchanged", "deleted", "failed"):
-        table.add_column(key, justify="right")
-    table.add_column("chunks written", justify="right")
-    table.add_row(*(str(job.counts[k]) for k in job.counts), str(job.chunks_written))
+    keys = ("added", "updated", "unchanged", "deleted", "failed")
+    table = Table(*keys, "chunks written", show_header=True, header_style="bold")
+    table.add_row(*(str(job["counts"][k]) for k in keys), str(job["chunks_written"]))
     out.print(table)
-    for f in job.files:
-        if f.status == "failed":
-            out.print(f"  [red]failed[/red] {f.path}: {f.reason}")
-    if job.error:
-        out.print(f"  [red]job error:[/red] {job.error}")
+    for f in job.get("files", []):
+        if f["status"] == "failed":
+            out.print(f"  [red]failed[/red] {f['path']}: {f['reason']}")
+    if job["error"]:
+        out.print(f"  [red]job error:[/red] {job['error']}")
 
 
 @main.command()

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Key the CLI sends when it hands work to a running server (RAG_API_KEY).
+    api_key: str | None = None
 
     @field_validator("tiers", mode="before")
     @classmethod

@@ -15,6 +15,14 @@ pytestmark = pytest.mark.integration
 RAGOPS = str(Path(sys.executable).with_name("ragops"))
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "RAG_DATA_DIR": str(data_dir), **env}
     return subprocess.run(
@@ -116,13 +124,53 @@ def test_store_held_by_another_process_is_said_plainly(tmp_path, folder):
         tmp_path / "d" / "qdrant-edge", ["verified", "internal", "community", "unverified"], 384
     )
     try:
-        result = run(["ingest", str(folder), "--tier", "internal"], tmp_path / "d")
+        result = run(
+            ["ingest", str(folder), "--tier", "internal"], tmp_path / "d", RAG_PORT=str(free_port())
+        )
     finally:
         holder.close()
     assert result.returncode == 1
     text = " ".join(result.stderr.split())
-    assert "open in another process" in text and "POST /ingest/jobs" in text
+    assert "open in another process" in text and "no server answered" in text
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_hands_the_job_to_the_running_server(tmp_path, folder, embedder):
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+    from conftest import make_settings
+
+    from api.main import create_app
+
+    settings = make_settings(tmp_path, scheduler_enabled=False, ingest_roots=[tmp_path])
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        result = run(
+            ["ingest", str(folder), "--source", "handbook", "--tier", "internal", "--json"],
+            settings.data_dir,
+            RAG_PORT=str(port),
+        )
+        assert result.returncode == 0, result.stderr
+        job = json.loads(result.stdout)
+        assert job["status"] == "succeeded" and job["trigger"] == "api"
+        assert job["counts"]["added"] == 1 and job["counts"]["failed"] == 1
+        assert "the store is held by the server" in " ".join(result.stderr.split())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture
