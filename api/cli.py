@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,20 @@ def _services() -> Any:
     from rag.pipeline import Services
 
     return Services(Settings())
+
+
+@contextmanager
+def _session() -> Iterator[Any]:
+    """Services for one command: a store error ends it with a plain message, never a trace."""
+    from rag.store import StoreError
+
+    services = _services()
+    try:
+        yield services
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        services.close()
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -193,8 +209,8 @@ def _print_job(job: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs(limit: int, source: str | None, as_json: bool) -> None:
     """List recent ingestion jobs."""
-    services = _services()
-    records = services.jobs.recent(limit=limit, source=source)
+    with _session() as services:
+        records = services.jobs.recent(limit=limit, source=source)
     table = Table(
         "job",
         "source",
@@ -227,10 +243,11 @@ def sources(as_json: bool) -> None:
     """List sources: tier, documents, chunks, last refresh."""
     from rag.types import iso
 
-    services = _services()
-    counts = services.catalog.document_counts()
+    with _session() as services:
+        counts = services.catalog.document_counts()
+        states = services.catalog.sources()
     rows = []
-    for s in services.catalog.sources():
+    for s in states:
         docs, chunks = counts.get(s.name, (0, 0))
         rows.append(
             {
@@ -268,7 +285,6 @@ def sources(as_json: bool) -> None:
 def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> None:
     """Answer QUESTION with citations, or refuse with a reason."""
     from rag.auth import TierError, resolve_tiers
-    from rag.store import StoreError
 
     settings = Settings()
     if not question.strip():
@@ -277,14 +293,8 @@ def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> Non
         chosen = resolve_tiers(settings.tiers, settings.tiers, list(tiers) or None)
     except TierError as exc:
         raise click.BadParameter(str(exc), param_hint="--tier") from exc
-    services = _services()
-    try:
+    with _session() as services:
         result = services.asker.ask(question.strip(), chosen, top_k=top_k)
-    except StoreError as exc:
-        _fail(str(exc))
-        return
-    finally:
-        services.close()
     if as_json:
         _emit(True, result)
         return
@@ -365,27 +375,23 @@ def eval_(
         chosen = resolve_tiers(settings.tiers, settings.tiers, list(tiers) or None)
     except (ValueError, TierError) as exc:
         raise click.UsageError(str(exc)) from exc
-    services = _services()
-    try:
-        from rich.progress import Progress
+    from rich.progress import Progress
 
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("asking", total=len(rows))
-            results = run_dataset(
-                services.asker,
-                services.store,
-                rows,
-                chosen,
-                progress=lambda done, total: bar.update(task, completed=done),
-            )
-        by_id = {r["id"]: r for r in rows}
-        report: dict[str, Any] = {"dataset": str(dataset), **summarize(results, by_id)}
-        if calibrate_to is not None:
-            model, fit = calibrate(results, by_id, note=f"fitted on {dataset.name}")
-            model.save(calibrate_to)
-            report["calibration"] = {"file": str(calibrate_to), **fit}
-    finally:
-        services.close()
+    with _session() as services, Progress(console=err, transient=True) as bar:
+        task = bar.add_task("asking", total=len(rows))
+        results = run_dataset(
+            services.asker,
+            services.store,
+            rows,
+            chosen,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    by_id = {r["id"]: r for r in rows}
+    report: dict[str, Any] = {"dataset": str(dataset), **summarize(results, by_id)}
+    if calibrate_to is not None:
+        model, fit = calibrate(results, by_id, note=f"fitted on {dataset.name}")
+        model.save(calibrate_to)
+        report["calibration"] = {"file": str(calibrate_to), **fit}
     if out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("".join(json.dumps(r) + "\n" for r in results))
@@ -410,21 +416,14 @@ def report(kind: str, days: int, as_json: bool) -> None:
     from datetime import timedelta
 
     from rag.reports import freshness_report, hits_report
-    from rag.store import StoreError
     from rag.types import utc_now
 
-    services = _services()
     now = utc_now()
-    try:
+    with _session() as services:
         if kind == "freshness":
             data = freshness_report(services.catalog, services.jobs, services.store, now)
         else:
             data = hits_report(services.engine, services.catalog, now - timedelta(days=days), now)
-    except StoreError as exc:
-        _fail(str(exc))
-        return
-    finally:
-        services.close()
     if as_json:
         _emit(True, data)
     elif kind == "freshness":

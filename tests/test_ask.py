@@ -56,7 +56,11 @@ def assert_fully_cited(client: TestClient, body: dict) -> None:
     "question, doc_id, fact",
     [
         ("How many weeks of parental leave do parents get?", "leave-policy.pdf", "16 weeks"),
-        ("How much are meals during business travel reimbursed per day?", "expense-policy.docx", "75 euros"),
+        (
+            "How much are meals during business travel reimbursed per day?",
+            "expense-policy.docx",
+            "75 euros",
+        ),
         ("When does the year-end release freeze start?", "release-freeze.eml", "14 December 2026"),
         ("How long must passwords be?", "security-policy.md", "14 characters"),
         (

@@ -41,6 +41,37 @@ class ChunkFilter:
     expired_at: datetime | None = None
 
 
+class ConditionFactory(Protocol):
+    """How a backend spells the few payload conditions the store uses."""
+
+    def any_of(self, key: str, values: list[str]) -> Any: ...
+
+    def equals(self, key: str, value: str) -> Any: ...
+
+    def after(self, key: str, instant: datetime) -> Any: ...
+
+    def at_or_before(self, key: str, instant: datetime) -> Any: ...
+
+
+def conditions(where: ChunkFilter, spell: ConditionFactory) -> tuple[list[Any], list[Any]]:
+    """The (must, must_not) conditions of a filter, in one backend's types."""
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if where.doc_ids is not None:
+        must.append(spell.any_of("doc_id", list(where.doc_ids)))
+    if where.chunk_ids is not None:
+        must.append(spell.any_of("chunk_id", list(where.chunk_ids)))
+    if where.source is not None:
+        must.append(spell.equals("source", where.source))
+    if where.exclude_chunk_ids:
+        must_not.append(spell.any_of("chunk_id", list(where.exclude_chunk_ids)))
+    if where.live_at is not None:
+        must.append(spell.after("expires_at", where.live_at))
+    if where.expired_at is not None:
+        must.append(spell.at_or_before("expires_at", where.expired_at))
+    return must, must_not
+
+
 class VectorStore(Protocol):
     """What ingestion, retrieval and reports need from Qdrant. Two backends implement it."""
 

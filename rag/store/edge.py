@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +25,31 @@ from rag.store.base import (
     StoreError,
     StoreLockedError,
     check_tier,
+    conditions,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector, iso
+
+
+class _Spell:
+    """Payload conditions in qdrant-edge's types (datetimes as ISO strings)."""
+
+    def any_of(self, key: str, values: list[str]) -> Any:
+        return qe.FieldCondition(key=key, match=qe.MatchAny(values))
+
+    def equals(self, key: str, value: str) -> Any:
+        return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+    def after(self, key: str, instant: datetime) -> Any:
+        return qe.FieldCondition(key=key, range=qe.RangeDateTime(gt=iso(instant)))
+
+    def at_or_before(self, key: str, instant: datetime) -> Any:
+        return qe.FieldCondition(key=key, range=qe.RangeDateTime(lte=iso(instant)))
 
 
 def _filter(where: ChunkFilter | None) -> qe.Filter | None:
     if where is None:
         return None
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if where.doc_ids is not None:
-        must.append(qe.FieldCondition(key="doc_id", match=qe.MatchAny(list(where.doc_ids))))
-    if where.chunk_ids is not None:
-        must.append(qe.FieldCondition(key="chunk_id", match=qe.MatchAny(list(where.chunk_ids))))
-    if where.source is not None:
-        must.append(qe.FieldCondition(key="source", match=qe.MatchValue(where.source)))
-    if where.exclude_chunk_ids:
-        must_not.append(
-            qe.FieldCondition(key="chunk_id", match=qe.MatchAny(list(where.exclude_chunk_ids)))
-        )
-    if where.live_at is not None:
-        must.append(
-            qe.FieldCondition(key="expires_at", range=qe.RangeDateTime(gt=iso(where.live_at)))
-        )
-    if where.expired_at is not None:
-        must.append(
-            qe.FieldCondition(key="expires_at", range=qe.RangeDateTime(lte=iso(where.expired_at)))
-        )
+    must, must_not = conditions(where, _Spell())
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -19,43 +20,31 @@ from rag.store.base import (
     Fusion,
     QueryMode,
     check_tier,
+    conditions,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector
+
+
+class _Spell:
+    """Payload conditions in qdrant-client's models."""
+
+    def any_of(self, key: str, values: list[str]) -> Any:
+        return models.FieldCondition(key=key, match=models.MatchAny(any=values))
+
+    def equals(self, key: str, value: str) -> Any:
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+    def after(self, key: str, instant: datetime) -> Any:
+        return models.FieldCondition(key=key, range=models.DatetimeRange(gt=instant))
+
+    def at_or_before(self, key: str, instant: datetime) -> Any:
+        return models.FieldCondition(key=key, range=models.DatetimeRange(lte=instant))
 
 
 def _filter(where: ChunkFilter | None) -> models.Filter | None:
     if where is None:
         return None
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if where.doc_ids is not None:
-        must.append(
-            models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(where.doc_ids)))
-        )
-    if where.chunk_ids is not None:
-        must.append(
-            models.FieldCondition(key="chunk_id", match=models.MatchAny(any=list(where.chunk_ids)))
-        )
-    if where.source is not None:
-        must.append(
-            models.FieldCondition(key="source", match=models.MatchValue(value=where.source))
-        )
-    if where.exclude_chunk_ids:
-        must_not.append(
-            models.FieldCondition(
-                key="chunk_id", match=models.MatchAny(any=list(where.exclude_chunk_ids))
-            )
-        )
-    if where.live_at is not None:
-        must.append(
-            models.FieldCondition(key="expires_at", range=models.DatetimeRange(gt=where.live_at))
-        )
-    if where.expired_at is not None:
-        must.append(
-            models.FieldCondition(
-                key="expires_at", range=models.DatetimeRange(lte=where.expired_at)
-            )
-        )
+    must, must_not = conditions(where, _Spell())
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)
