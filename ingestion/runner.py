@@ -4,7 +4,7 @@ Per document the order is: new chunks written, then the document's other chunks 
 its state recorded. A reader never sees the document missing, and a job that dies half-way
 leaves every document either at its old or its new version; the next run converges.
 
-    ingestor = Ingestor(store, catalog, jobs, embedder)
+    ingestor = Ingestor(store, catalog, jobs, lambda: SemanticChunker(embedder))
     job = ingestor.run(IngestRequest("handbook", "internal", Path("docs"), "90d"))
 """
 
@@ -21,7 +21,6 @@ from ingestion.loaders import LoadError, discover, load_file, read_jsonl
 from rag.bm25 import BM25Encoder
 from rag.catalog import Catalog, DocumentState
 from rag.durations import parse_duration
-from rag.embedding import DenseEmbedder
 from rag.jobs import FileResult, JobLog, JobRecord
 from rag.store import ChunkFilter, VectorStore
 from rag.types import (
@@ -69,17 +68,17 @@ class Ingestor:
         store: VectorStore,
         catalog: Catalog,
         jobs: JobLog,
-        embedder: DenseEmbedder,
+        chunker: Callable[[], SemanticChunker],
         bm25: BM25Encoder | None = None,
-        chunker: SemanticChunker | None = None,
         max_file_bytes: int = 20 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.jobs = jobs
-        self.embedder = embedder
+        # Built on first use: a re-run where nothing changed never loads the embedding model.
+        self._make_chunker = chunker
+        self._chunker: SemanticChunker | None = None
         self.bm25 = bm25 or BM25Encoder()
-        self.chunker = chunker or SemanticChunker(embedder)
         self.max_file_bytes = max_file_bytes
 
     def validate(self, request: IngestRequest) -> None:
@@ -214,7 +213,9 @@ class Ingestor:
     ) -> None:
         if not docs:
             return
-        embedded = self.chunker.chunk_documents(docs)
+        if self._chunker is None:
+            self._chunker = self._make_chunker()
+        embedded = self._chunker.chunk_documents(docs)
         lengths = [[self.bm25.document_length(c.chunk.text) for c in chunks] for chunks in embedded]
         # Length statistics first, so this batch's documents see an avgdl that includes them.
         old_chunks = sum(len(known[d.doc_id].chunk_ids) for d in docs if d.doc_id in known)

@@ -15,19 +15,21 @@ from rag.schedules import parse_schedule
 
 def make_ingestor(services: Services) -> Ingestor:
     s = services.settings
-    chunker = SemanticChunker(
-        services.embedder,
-        max_tokens=s.chunk_max_tokens,
-        min_tokens=s.chunk_min_tokens,
-        breakpoint_percentile=s.chunk_breakpoint_percentile,
-    )
+
+    def chunker() -> SemanticChunker:
+        return SemanticChunker(
+            services.embedder,
+            max_tokens=s.chunk_max_tokens,
+            min_tokens=s.chunk_min_tokens,
+            breakpoint_percentile=s.chunk_breakpoint_percentile,
+        )
+
     return Ingestor(
         services.store,
         services.catalog,
         services.jobs,
-        services.embedder,
+        chunker,
         bm25=services.bm25,
-        chunker=chunker,
         max_file_bytes=s.max_file_bytes,
     )
 

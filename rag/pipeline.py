@@ -61,7 +61,7 @@ class Services:
             return open_store(
                 s.store_backend,
                 s.tiers,
-                self.embedder.dim,
+                lambda: self.embedder.dim,
                 edge_dir=s.edge_dir,
                 url=s.qdrant_url,
                 prefix=s.collection_prefix,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rag.store.base import (
     ChunkFilter,
+    Dim,
     StoreError,
     StoreLockedError,
     VectorStore,
@@ -18,7 +19,7 @@ __all__ = ["ChunkFilter", "StoreError", "StoreLockedError", "VectorStore", "open
 def open_store(
     backend: str,
     tiers: Sequence[str],
-    dim: int,
+    dim: Dim,
     edge_dir: Path | None = None,
     url: str = ":memory:",
     prefix: str = "ragops_",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -16,6 +16,15 @@ KEYWORD_FIELDS = ("doc_id", "chunk_id", "source", "doc_hash")
 DATETIME_FIELDS = ("expires_at",)
 
 QueryMode = Literal["hybrid", "dense", "sparse"]
+# The dense size, or how to learn it: only creating a collection needs it, so opening an
+# existing store (for a report, a listing) never has to load the embedding model.
+Dim = int | Callable[[], int]
+
+
+def resolve_dim(dim: Dim) -> int:
+    return dim if isinstance(dim, int) else dim()
+
+
 Fusion = Literal["rrf", "dbsf"]
 
 

@@ -20,12 +20,14 @@ from rag.store.base import (
     KEYWORD_FIELDS,
     SPARSE,
     ChunkFilter,
+    Dim,
     Fusion,
     QueryMode,
     StoreError,
     StoreLockedError,
     check_tier,
     conditions,
+    resolve_dim,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector, iso
 
@@ -62,7 +64,7 @@ def _sparse(vec: SparseVector) -> qe.SparseVector:
 class EdgeStore:
     """`EdgeStore(Path(".data/qdrant-edge"), ["verified", "internal"], dim=384)`"""
 
-    def __init__(self, root: Path, tiers: Sequence[str], dim: int) -> None:
+    def __init__(self, root: Path, tiers: Sequence[str], dim: Dim) -> None:
         self.root = Path(root)
         self.tiers = list(tiers)
         self.dim = dim
@@ -77,7 +79,9 @@ class EdgeStore:
 
     def _config(self) -> qe.EdgeConfig:
         return qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=self.dim, distance=qe.Distance.Cosine)},
+            vectors={
+                DENSE: qe.EdgeVectorParams(size=resolve_dim(self.dim), distance=qe.Distance.Cosine)
+            },
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         )
 

@@ -17,10 +17,12 @@ from rag.store.base import (
     KEYWORD_FIELDS,
     SPARSE,
     ChunkFilter,
+    Dim,
     Fusion,
     QueryMode,
     check_tier,
     conditions,
+    resolve_dim,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector
 
@@ -61,7 +63,7 @@ class QdrantServerStore:
         self,
         location: str,
         tiers: Sequence[str],
-        dim: int,
+        dim: Dim,
         prefix: str = "ragops_",
         api_key: str | None = None,
     ) -> None:
@@ -88,7 +90,9 @@ class QdrantServerStore:
         self._client.create_collection(
             name,
             vectors_config={
-                DENSE: models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+                DENSE: models.VectorParams(
+                    size=resolve_dim(self.dim), distance=models.Distance.COSINE
+                )
             },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
