@@ -38,17 +38,44 @@ def _services() -> Any:
 
 
 @contextmanager
-def _session() -> Iterator[Any]:
-    """Services for one command: a store error ends it with a plain message, never a trace."""
-    from rag.store import StoreError
+def _session(server_fallback: bool = False) -> Iterator[Any]:
+    """Services for one command: a store error ends it with a plain message, never a trace.
+    With `server_fallback`, a store held by a running server is re-raised for the caller to
+    ask that server instead."""
+    from rag.store import StoreError, StoreLockedError
 
     services = _services()
     try:
         yield services
+    except StoreLockedError as exc:
+        if server_fallback:
+            raise
+        _fail(str(exc))
     except StoreError as exc:
         _fail(str(exc))
     finally:
         services.close()
+
+
+def _server_call(
+    settings: Settings, method: str, path: str, locked: str, expect: int = 200, **kwargs: Any
+) -> Any:
+    """Ask the `ragops serve` that holds the embedded store to do the work over HTTP."""
+    import httpx
+
+    base = f"http://{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    try:
+        response = httpx.request(method, base + path, headers=headers, timeout=120, **kwargs)
+    except httpx.HTTPError:
+        _fail(f"{locked} (no server answered at {base} to take the work)")
+    if response.status_code != expect:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        _fail(f"the server at {base} holds the store and answered {response.status_code}: {detail}")
+    return response.json()
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -140,30 +167,21 @@ def _hand_to_server(settings: Settings, request: Any, locked: str) -> dict[str, 
     """Submit the job to the `ragops serve` that holds the store, and follow it to the end."""
     import time
 
-    import httpx
-
-    base = f"http://{settings.host}:{settings.port}"
-    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     body = {
         "source": request.source,
         "path": str(request.path.resolve()),
         "tier": request.tier,
         "ttl": request.ttl,
     }
-    try:
-        response = httpx.post(f"{base}/ingest/jobs", json=body, headers=headers, timeout=30)
-    except httpx.HTTPError:
-        _fail(f"{locked} (no server answered at {base} to take the job)")
-    if response.status_code != 202:
-        detail = response.json().get("detail", response.text)
-        _fail(f"the server at {base} holds the store and refused the job: {detail}")
-    job_id = response.json()["job_id"]
-    err.print(f"the store is held by the server at {base}; it runs job {job_id}")
-    while True:
-        job = httpx.get(f"{base}/ingest/jobs/{job_id}", headers=headers, timeout=30).json()
-        if job["status"] in ("succeeded", "failed"):
-            return dict(job)
+    job = _server_call(settings, "POST", "/ingest/jobs", locked, expect=202, json=body)
+    err.print(
+        f"the store is held by the server at {settings.host}:{settings.port}; "
+        f"it runs job {job['job_id']}"
+    )
+    while job["status"] not in ("succeeded", "failed"):
         time.sleep(0.5)
+        job = _server_call(settings, "GET", f"/ingest/jobs/{job['job_id']}", locked)
+    return dict(job)
 
 
 def _run_with_progress(ingestor: Any, request: Any) -> Any:
@@ -285,6 +303,7 @@ def sources(as_json: bool) -> None:
 def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> None:
     """Answer QUESTION with citations, or refuse with a reason."""
     from rag.auth import TierError, resolve_tiers
+    from rag.store import StoreLockedError
 
     settings = Settings()
     if not question.strip():
@@ -293,8 +312,12 @@ def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> Non
         chosen = resolve_tiers(settings.tiers, settings.tiers, list(tiers) or None)
     except TierError as exc:
         raise click.BadParameter(str(exc), param_hint="--tier") from exc
-    with _session() as services:
-        result = services.asker.ask(question.strip(), chosen, top_k=top_k)
+    try:
+        with _session(server_fallback=True) as services:
+            result = services.asker.ask(question.strip(), chosen, top_k=top_k)
+    except StoreLockedError as exc:
+        body = {"question": question.strip(), "tiers": chosen, "top_k": top_k}
+        result = _server_call(settings, "POST", "/ask", str(exc), json=body)
     if as_json:
         _emit(True, result)
         return
@@ -416,14 +439,20 @@ def report(kind: str, days: int, as_json: bool) -> None:
     from datetime import timedelta
 
     from rag.reports import freshness_report, hits_report
+    from rag.store import StoreLockedError
     from rag.types import utc_now
 
     now = utc_now()
-    with _session() as services:
-        if kind == "freshness":
-            data = freshness_report(services.catalog, services.jobs, services.store, now)
-        else:
-            data = hits_report(services.engine, services.catalog, now - timedelta(days=days), now)
+    try:
+        with _session(server_fallback=True) as services:
+            if kind == "freshness":
+                data = freshness_report(services.catalog, services.jobs, services.store, now)
+            else:
+                since = now - timedelta(days=days)
+                data = hits_report(services.engine, services.catalog, since, now)
+    except StoreLockedError as exc:
+        params = {"days": days} if kind == "hits" else {}
+        data = _server_call(Settings(), "GET", f"/reports/{kind}", str(exc), params=params)
     if as_json:
         _emit(True, data)
     elif kind == "freshness":

@@ -168,6 +168,14 @@ def test_ingest_hands_the_job_to_the_running_server(tmp_path, folder, embedder):
         assert job["status"] == "succeeded" and job["trigger"] == "api"
         assert job["counts"]["added"] == 1 and job["counts"]["failed"] == 1
         assert "the store is held by the server" in " ".join(result.stderr.split())
+        env = {"RAG_PORT": str(port)}
+        asked = run(
+            ["ask", "When do the Alpha servers restart?", "--json"], settings.data_dir, **env
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert "Sunday at 03:00" in json.loads(asked.stdout)["answer"]
+        report = run(["report", "freshness", "--json"], settings.data_dir, **env)
+        assert json.loads(report.stdout)["sources"][0]["source"] == "handbook"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -7,6 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from api.auth import PrincipalDep
 from api.deps import ServicesDep
 
 router = APIRouter(prefix="/sources", tags=["sources"])
@@ -26,7 +27,7 @@ class SourcePublic(BaseModel):
 
 
 @router.get("", response_model=list[SourcePublic])
-def read_sources(services: ServicesDep) -> list[SourcePublic]:
+def read_sources(services: ServicesDep, _: PrincipalDep) -> list[SourcePublic]:
     """Every source with its tier, size and last refresh."""
     counts = services.catalog.document_counts()
     return [
