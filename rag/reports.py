@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from rag.catalog import Catalog
+from rag.catalog import Catalog, SourceState
 from rag.db import as_utc, query_log
 from rag.jobs import JobLog
 from rag.schedules import is_overdue, next_run
@@ -46,6 +46,16 @@ def _percentile(values: list[float], p: float) -> float | None:
     low = int(k)
     high = min(low + 1, len(ordered) - 1)
     return round(ordered[low] + (ordered[high] - ordered[low]) * (k - low), 3)
+
+
+def source_overdue(src: SourceState, now: datetime) -> bool:
+    """A scheduled source not refreshed within its schedule."""
+    return bool(src.schedule) and is_overdue(src.schedule or "", src.last_success_at, now)
+
+
+def overdue_sources(catalog: Catalog, now: datetime) -> list[str]:
+    """Cheap enough for every metrics scrape: reads only the sources table."""
+    return [src.name for src in catalog.sources() if source_overdue(src, now)]
 
 
 def freshness_report(
@@ -87,8 +97,7 @@ def freshness_report(
                 "next_run_at": _iso(next_run(src.schedule, src.last_success_at, now))
                 if src.schedule
                 else None,
-                "overdue": bool(src.schedule)
-                and is_overdue(src.schedule or "", src.last_success_at, now),
+                "overdue": source_overdue(src, now),
                 "chunks_expiring_24h": sum(
                     len(d.chunk_ids) for d in docs if now < d.expires_at <= soon
                 ),

@@ -15,7 +15,7 @@ from api.dashboard import render_dashboard
 from api.deps import ServicesDep
 from rag.metrics import CHUNKS, OVERDUE_SOURCES
 from rag.pipeline import Services
-from rag.reports import freshness_report, hits_report
+from rag.reports import freshness_report, hits_report, overdue_sources
 from rag.types import utc_now
 
 router = APIRouter(tags=["operations"])
@@ -51,11 +51,15 @@ async def read_dashboard(services: ServicesDep, _: PrincipalDep, days: int = Day
     return render_dashboard(freshness, hits, days)
 
 
+def _gauges(services: Services) -> None:
+    store = services.store
+    for tier in store.tiers:
+        CHUNKS.labels(tier).set(store.count(tier))
+    OVERDUE_SOURCES.set(len(overdue_sources(services.catalog, utc_now())))
+
+
 @router.get("/metrics")
 async def read_metrics(services: ServicesDep) -> Response:
     """Prometheus metrics."""
-    freshness = await run_in_threadpool(_freshness, services)
-    for tier in freshness["tiers"]:
-        CHUNKS.labels(tier["tier"]).set(tier["chunks"])
-    OVERDUE_SOURCES.set(len(freshness["overdue_sources"]))
+    await run_in_threadpool(_gauges, services)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
