@@ -304,6 +304,7 @@ def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> Non
     """Answer QUESTION with citations, or refuse with a reason."""
     from rag.auth import TierError, resolve_tiers
     from rag.store import StoreLockedError
+    from rag.types import AskResult
 
     settings = Settings()
     if not question.strip():
@@ -317,29 +318,29 @@ def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> Non
             result = services.asker.ask(question.strip(), chosen, top_k=top_k)
     except StoreLockedError as exc:
         body = {"question": question.strip(), "tiers": chosen, "top_k": top_k}
-        result = _server_call(settings, "POST", "/ask", str(exc), json=body)
-    if as_json:
-        _emit(True, result)
-        return
-    if result["refused"]:
-        out.print(
-            f"[yellow]Refused[/yellow] ({result['refusal_reason']}): {result['refusal_message']}"
+        result = AskResult.model_validate(
+            _server_call(settings, "POST", "/ask", str(exc), json=body)
         )
-        if result["refusal_detail"]:
-            out.print(f"  {result['refusal_detail']}")
-        if result["closest_sources"]:
+    if as_json:
+        _emit(True, result.model_dump(mode="json"))
+        return
+    if result.refused:
+        out.print(f"[yellow]Refused[/yellow] ({result.refusal_reason}): {result.refusal_message}")
+        if result.refusal_detail:
+            out.print(f"  {result.refusal_detail}")
+        if result.closest_sources:
             out.print("Closest sources (not an answer):")
-            for c in result["closest_sources"]:
-                out.print(f"  - {c['title']} [{c['tier']}, {c['source']}] {c['doc_id']}")
+            for s in result.closest_sources:
+                out.print(f"  - {s.title} [{s.tier}, {s.source}] {s.doc_id}")
     else:
-        out.print(result["answer"])
+        out.print(result.answer)
         out.print()
-        for c in result["citations"]:
+        for c in result.citations:
             out.print(
-                f"[{c['marker']}] {c['title']} — {c['doc_id']} "
-                f"([bold]{c['tier']}[/bold], source {c['source']}, {c['age_days']} days old)"
+                f"[{c.marker}] {c.title} — {c.doc_id} "
+                f"([bold]{c.tier}[/bold], source {c.source}, {c.age_days} days old)"
             )
-    out.print(f"[dim]confidence {result['confidence']}  trace {result['trace_id']}[/dim]")
+    out.print(f"[dim]confidence {result.confidence}  trace {result.trace_id}[/dim]")
 
 
 @main.group()

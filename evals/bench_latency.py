@@ -94,8 +94,8 @@ def main() -> None:
             total, embed = [], []
             for q in questions:
                 result = asker.ask(q, tiers)
-                total.append(result["latency_ms"]["total"])
-                embed.append(result["latency_ms"]["embed"])
+                total.append(result.latency_ms["total"])
+                embed.append(result.latency_ms["embed"])
             print(
                 f"{size:>7d} chunks (optimise {optimise_s:5.1f} s): "
                 f"/ask p50 {percentile(total, 50):6.1f} ms"

@@ -21,6 +21,7 @@ from typing import Any
 
 from evals.metrics import doc_ranking, mrr_at, ndcg_at, percentile, recall_at
 from evals.runner import read_dataset
+from rag.terms import QueryTerms
 
 
 def score(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
@@ -64,7 +65,9 @@ def main() -> None:
 
     def ranked(pool: list[Any], reranker: Any, questions: list[str]) -> list[list[str]]:
         return [
-            doc_ranking([c.brief() for c in reranker.rerank(q, list(cands))])
+            doc_ranking(
+                [c.brief().model_dump() for c in reranker.rerank(QueryTerms.of(q), list(cands))]
+            )
             for q, cands in zip(questions, pool)
         ]
 

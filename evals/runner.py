@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from rag.ask import AskPipeline
 from rag.confidence import FEATURES, ConfidenceModel, Evidence
 from rag.store import ChunkFilter, VectorStore
@@ -25,6 +27,7 @@ CITATION_KEYS = (
     "source_modified_at",
     "ingested_at",
 )
+RETRIEVED_KEYS = ("doc_id", "chunk_id", "score", "tier")
 
 
 def read_dataset(path: Path) -> list[dict[str, Any]]:
@@ -43,6 +46,12 @@ def read_dataset(path: Path) -> list[dict[str, Any]]:
             row.setdefault("relevant_doc_ids", [])
             rows.append(row)
     return rows
+
+
+def _pick(model: BaseModel, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The RESULTS row's part of a result, in the row's key order (DESIGN.md §3)."""
+    dumped = model.model_dump(include=set(keys))
+    return {k: dumped[k] for k in keys}
 
 
 def _chunk_texts(store: VectorStore, tiers: list[str], ids: list[str]) -> dict[str, str]:
@@ -64,23 +73,20 @@ def run_dataset(
     results = []
     for i, row in enumerate(rows, start=1):
         answer = asker.ask(row["question"], tiers, top_k=top_k)
-        cited_ids = [c["chunk_id"] for c in answer["citations"]]
+        cited_ids = [c.chunk_id for c in answer.citations]
         texts = _chunk_texts(store, tiers, cited_ids) if cited_ids else {}
         valid = bool(cited_ids) and all(
-            c["quote"] in texts.get(c["chunk_id"], "") for c in answer["citations"]
+            c.quote in texts.get(c.chunk_id, "") for c in answer.citations
         )
         results.append(
             {
                 "id": row["id"],
                 "question": row["question"],
-                **{k: answer[k] for k in RESULT_KEYS},
-                "citations": [{k: c[k] for k in CITATION_KEYS} for c in answer["citations"]],
-                "retrieved": [
-                    {k: r[k] for k in ("doc_id", "chunk_id", "score", "tier")}
-                    for r in answer["retrieved"]
-                ],
+                **_pick(answer, RESULT_KEYS),
+                "citations": [_pick(c, CITATION_KEYS) for c in answer.citations],
+                "retrieved": [_pick(r, RETRIEVED_KEYS) for r in answer.retrieved],
                 "citations_valid": valid,
-                "trace_id": answer["trace_id"],
+                "trace_id": answer.trace_id,
             }
         )
         if progress:

@@ -5,7 +5,7 @@ chunks (a few, no duplicates), keeps them verbatim and cites each: every quote i
 substring of its chunk by construction, and `check_citations` proves it before anything
 leaves the service.
 
-    text, citations = ExtractiveAnswerer().answer("How long is parental leave?", ranked)
+    text, citations = ExtractiveAnswerer().answer(QueryTerms.of("Parental leave?"), ranked)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from rag.types import Candidate, Citation
 class Answerer(Protocol):
     kind: str
 
-    def answer(self, question: str, ranked: list[Candidate]) -> tuple[str, list[Citation]]: ...
+    def answer(self, query: QueryTerms, ranked: list[Candidate]) -> tuple[str, list[Citation]]: ...
 
 
 @dataclass
@@ -45,21 +45,20 @@ class ExtractiveAnswerer:
     chunk_ratio: float = 0.7
     kind: str = "extractive"
 
-    def answer(self, question: str, ranked: list[Candidate]) -> tuple[str, list[Citation]]:
-        terms = QueryTerms.of(question)
+    def answer(self, query: QueryTerms, ranked: list[Candidate]) -> tuple[str, list[Citation]]:
         top = ranked[: self.depth]
         floor = self.chunk_ratio * top[0].score if top and top[0].score > 0 else float("-inf")
         usable = [c for i, c in enumerate(top) if i == 0 or c.score >= floor]
-        sentences = self._sentences(terms, usable)
+        sentences = self._sentences(query, usable)
         if not sentences:
             return "", []
         best = max(sentences, key=lambda s: (s.score, -s.candidate_rank, -s.position))
         chosen = [best]
-        covered = set(best.terms & terms.content)
+        covered = set(best.terms & query.content)
         for s in sorted(sentences, key=lambda s: s.score, reverse=True):
             if len(chosen) >= self.max_sentences or s.score < self.keep_ratio * best.score:
                 break
-            new_terms = (s.terms & terms.content) - covered
+            new_terms = (s.terms & query.content) - covered
             if s is best or not new_terms or any(_same(s.text, c.text) for c in chosen):
                 continue
             chosen.append(s)

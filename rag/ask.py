@@ -4,25 +4,36 @@
                            ExtractiveAnswerer(), QueryLog(engine))
     result = pipeline.ask("How long is parental leave?", tiers=["verified"])
 
-Every answer sentence carries a citation whose quote is an exact substring of its chunk; if
-that check fails the service refuses instead (reason `citation_check_failed`). Refusals name
-their reason and list the closest sources, marked as not an answer.
+The question is analysed once (`QueryTerms`) and handed to every stage. Every answer sentence
+carries a citation whose quote is an exact substring of its chunk; if that check fails the
+service refuses instead (reason `citation_check_failed`). Refusals name their reason and list
+the closest sources, marked as not an answer.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from rag.answer import Answerer, check_citations
-from rag.confidence import ConfidenceModel, evidence_features
+from rag.confidence import ConfidenceModel, Evidence, evidence_features
 from rag.metrics import ASKS, STAGE_SECONDS
 from rag.querylog import QueryLog, Trace
 from rag.rerank import Reranker
 from rag.retrieval import HybridRetriever
-from rag.types import Candidate, utc_now
+from rag.terms import QueryTerms
+from rag.types import (
+    AskResult,
+    Candidate,
+    Citation,
+    ClosestSource,
+    GeneratorInfo,
+    SearchHit,
+    SearchResult,
+    utc_now,
+)
 
 REFUSAL_MESSAGES = {
     "no_permitted_tiers": "This key may not read any tier that could hold the answer.",
@@ -47,6 +58,20 @@ class _Clock:
 
 
 @dataclass
+class _Decision:
+    """What the gate and the answerer made of one question's evidence."""
+
+    found: list[Candidate] = field(default_factory=list)
+    ranked: list[Candidate] = field(default_factory=list)
+    evidence: Evidence | None = None
+    confidence: float | None = None
+    reason: str | None = None
+    detail: str | None = None
+    answer: str | None = None
+    citations: list[Citation] = field(default_factory=list)
+
+
+@dataclass
 class AskPipeline:
     retriever: HybridRetriever
     reranker: Reranker
@@ -60,31 +85,22 @@ class AskPipeline:
     def effective_threshold(self) -> float:
         return self.confidence.threshold if self.threshold is None else self.threshold
 
-    def search(self, question: str, tiers: list[str], top_k: int = 5) -> dict[str, Any]:
+    def search(self, question: str, tiers: list[str], top_k: int = 5) -> SearchResult:
         """Retrieval only: reranked candidates with their evidence scores, no answer."""
         clock = _Clock()
-        vectors = self.retriever.encode(question)
-        clock.lap("embed")
-        found = self.retriever.retrieve(question, tiers, self.candidates, vectors)
-        clock.lap("retrieve")
-        ranked = self.reranker.rerank(question, found)[:top_k]
-        clock.lap("rerank")
-        return {
-            "question": question,
-            "tiers": tiers,
-            "results": [
-                {
-                    **c.brief(),
-                    "dense": round(c.dense, 6),
-                    "bm25": round(c.bm25, 6),
-                    "title": c.payload.title,
-                    "section": c.payload.section,
-                    "text": c.payload.text,
-                }
-                for c in ranked
-            ],
-            "latency_ms": clock.total(),
-        }
+        _, ranked = self._rank(QueryTerms.of(question), tiers, clock)
+        hits = [
+            SearchHit(
+                **c.brief().model_dump(),
+                dense=round(c.dense, 6),
+                bm25=round(c.bm25, 6),
+                title=c.payload.title,
+                section=c.payload.section,
+                text=c.payload.text,
+            )
+            for c in ranked[:top_k]
+        ]
+        return SearchResult(question=question, tiers=tiers, results=hits, latency_ms=clock.total())
 
     def ask(
         self,
@@ -93,107 +109,122 @@ class AskPipeline:
         top_k: int = 5,
         allowed_tiers: list[str] | None = None,
         key_name: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> AskResult:
         clock = _Clock()
         now = utc_now()
-        trace_id = str(uuid.uuid4())
-        found: list[Candidate] = []
-        ranked: list[Candidate] = []
-        confidence: float | None = None
-        reason: str | None = None
-        detail: str | None = None
-        answer: str | None = None
-        citations: list[Any] = []
-        features: dict[str, float] | None = None
-        if not tiers:
-            reason = "no_permitted_tiers"
+        if tiers:
+            decision = self._decide(QueryTerms.of(question), tiers, top_k, clock)
+            clock.lap("answer")  # the gate, and the answer when there is one
         else:
-            vectors = self.retriever.encode(question)
-            clock.lap("embed")
-            found = self.retriever.retrieve(question, tiers, self.candidates, vectors)
-            clock.lap("retrieve")
-            ranked = self.reranker.rerank(question, list(found))
-            clock.lap("rerank")
-            evidence = evidence_features(question, ranked)
-            features = {k: round(v, 6) for k, v in evidence.features.items()}
-            confidence = round(self.confidence.confidence(evidence), 4) if ranked else 0.0
-            if not ranked:
-                reason = "no_evidence"
-            elif confidence < self.effective_threshold:
-                reason = "low_confidence"
-                if evidence.missing_specific:
-                    detail = "the sources never mention: " + ", ".join(evidence.missing_specific)
-            else:
-                text, cites = self.answerer.answer(question, ranked[:top_k])
-                problems = check_citations(text, cites)
-                if problems:
-                    reason, detail = "citation_check_failed", "; ".join(problems)
-                else:
-                    answer, citations = text, cites
-            clock.lap("answer")
+            decision = _Decision(reason="no_permitted_tiers")
         latency = clock.total()
-        ASKS.labels("refused" if reason else "answered", reason or "").inc()
+        ASKS.labels("refused" if decision.reason else "answered", decision.reason or "").inc()
         for stage, ms in latency.items():
             STAGE_SECONDS.labels(stage).observe(ms / 1000)
-        result: dict[str, Any] = {
-            "question": question,
-            "refused": reason is not None,
-            "refusal_reason": reason,
-            "refusal_message": REFUSAL_MESSAGES.get(reason) if reason else None,
-            "refusal_detail": detail,
-            "answer": answer,
-            "confidence": confidence,
-            "threshold": self.effective_threshold,
-            "evidence": features,
-            "citations": [c.to_dict(now) for c in citations],
-            "retrieved": [c.brief() for c in ranked[:top_k]],
-            "closest_sources": (
-                [
-                    {**c.brief(), "title": c.payload.title, "note": "not an answer"}
-                    for c in ranked[:3]
-                ]
-                if reason
-                else []
-            ),
-            "tiers": tiers,
-            "generator": {
-                "kind": self.answerer.kind,
-                "provider": None,
-                "prompt_version": None,
-                "tokens_in": 0,
-                "tokens_out": 0,
-                "cost": 0.0,
-                "fallback_reason": None,
-            },
-            "latency_ms": latency,
-            "trace_id": trace_id,
-        }
+        result = self._result(question, tiers, top_k, decision, now, latency)
         if self.log is not None:
-            self.log.record(
-                Trace(
-                    trace_id=trace_id,
-                    asked_at=now,
-                    question=question,
-                    key_name=key_name,
-                    allowed_tiers=list(allowed_tiers if allowed_tiers is not None else tiers),
-                    queried_tiers=list(tiers),
-                    outcome="refused" if reason else "answered",
-                    refusal_reason=reason,
-                    confidence=confidence,
-                    retrieved=[
-                        {**c.brief(), "fused": round(c.fused, 6)} for c in found[: self.candidates]
-                    ],
-                    reranked=[c.brief() for c in ranked[:top_k]],
-                    cited=[
-                        {
-                            "chunk_id": c.candidate.chunk_id,
-                            "doc_id": c.candidate.payload.doc_id,
-                            "tier": c.candidate.tier,
-                            "source": c.candidate.payload.source,
-                        }
-                        for c in citations
-                    ],
-                    latency_ms=latency,
-                )
-            )
+            self.log.record(self._trace(result, decision, now, allowed_tiers, key_name, top_k))
         return result
+
+    def _rank(
+        self, query: QueryTerms, tiers: list[str], clock: _Clock
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """The candidates as retrieved, and as reranked."""
+        vectors = self.retriever.encode(query.text)
+        clock.lap("embed")
+        found = self.retriever.retrieve(query.text, tiers, self.candidates, vectors)
+        clock.lap("retrieve")
+        ranked = self.reranker.rerank(query, list(found))
+        clock.lap("rerank")
+        return found, ranked
+
+    def _decide(self, query: QueryTerms, tiers: list[str], top_k: int, clock: _Clock) -> _Decision:
+        found, ranked = self._rank(query, tiers, clock)
+        evidence = evidence_features(query, ranked)
+        d = _Decision(found=found, ranked=ranked, evidence=evidence)
+        if not ranked:
+            d.confidence, d.reason = 0.0, "no_evidence"
+            return d
+        d.confidence = round(self.confidence.confidence(evidence), 4)
+        if d.confidence < self.effective_threshold:
+            d.reason = "low_confidence"
+            if evidence.missing_specific:
+                d.detail = "the sources never mention: " + ", ".join(evidence.missing_specific)
+            return d
+        text, cites = self.answerer.answer(query, ranked[:top_k])
+        problems = check_citations(text, cites)
+        if problems:
+            d.reason, d.detail = "citation_check_failed", "; ".join(problems)
+        else:
+            d.answer, d.citations = text, cites
+        return d
+
+    def _result(
+        self,
+        question: str,
+        tiers: list[str],
+        top_k: int,
+        d: _Decision,
+        now: datetime,
+        latency: dict[str, float],
+    ) -> AskResult:
+        evidence = None
+        if d.evidence is not None:
+            evidence = {k: round(v, 6) for k, v in d.evidence.features.items()}
+        closest = [
+            ClosestSource(**c.brief().model_dump(), title=c.payload.title) for c in d.ranked[:3]
+        ]
+        return AskResult(
+            question=question,
+            refused=d.reason is not None,
+            refusal_reason=d.reason,
+            refusal_message=REFUSAL_MESSAGES.get(d.reason) if d.reason else None,
+            refusal_detail=d.detail,
+            answer=d.answer,
+            confidence=d.confidence,
+            threshold=self.effective_threshold,
+            evidence=evidence,
+            citations=[c.public(now) for c in d.citations],
+            retrieved=[c.brief() for c in d.ranked[:top_k]],
+            closest_sources=closest if d.reason else [],
+            tiers=tiers,
+            generator=GeneratorInfo(kind=self.answerer.kind),
+            latency_ms=latency,
+            trace_id=str(uuid.uuid4()),
+        )
+
+    def _trace(
+        self,
+        result: AskResult,
+        d: _Decision,
+        now: datetime,
+        allowed_tiers: list[str] | None,
+        key_name: str | None,
+        top_k: int,
+    ) -> Trace:
+        return Trace(
+            trace_id=result.trace_id,
+            asked_at=now,
+            question=result.question,
+            key_name=key_name,
+            allowed_tiers=list(allowed_tiers if allowed_tiers is not None else result.tiers),
+            queried_tiers=list(result.tiers),
+            outcome="refused" if d.reason else "answered",
+            refusal_reason=d.reason,
+            confidence=d.confidence,
+            retrieved=[
+                {**c.brief().model_dump(), "fused": round(c.fused, 6)}
+                for c in d.found[: self.candidates]
+            ],
+            reranked=[r.model_dump() for r in result.retrieved],
+            cited=[
+                {
+                    "chunk_id": c.candidate.chunk_id,
+                    "doc_id": c.candidate.payload.doc_id,
+                    "tier": c.candidate.tier,
+                    "source": c.candidate.payload.source,
+                }
+                for c in d.citations
+            ],
+            latency_ms=result.latency_ms,
+        )

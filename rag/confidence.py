@@ -45,41 +45,40 @@ class Evidence:
         return [self.features[name] for name in FEATURES]
 
 
-def evidence_features(question: str, ranked: list[Candidate], depth: int = 3) -> Evidence:
-    terms = QueryTerms.of(question)
+def evidence_features(query: QueryTerms, ranked: list[Candidate], depth: int = 3) -> Evidence:
     if not ranked:
-        return Evidence(dict.fromkeys(FEATURES, 0.0), sorted(terms.specific))
+        return Evidence(dict.fromkeys(FEATURES, 0.0), sorted(query.specific))
     top = ranked[0]
     top_terms = set(tokenize(top.payload.text))
     union = set(top_terms)
     for c in ranked[1:depth]:
         union |= set(tokenize(c.payload.text))
-    missing = terms.missing_specific(union)
+    missing = query.missing_specific(union)
     # The best single sentence: an answer is a sentence, and a question whose terms are only
     # spread over several passages (Hannibal here, Zama there) is not answered by any of them.
-    best_cov, best_missing = 0.0, 1.0 if terms.specific else 0.0
+    best_cov, best_missing = 0.0, 1.0 if query.specific else 0.0
     for c in ranked[:depth]:
         text = c.payload.text
         for a, b in split_sentences(text):
             sentence_terms = set(tokenize(text[a:b]))
-            cov = terms.coverage(sentence_terms)
+            cov = query.coverage(sentence_terms)
             if cov > best_cov:
                 best_cov = cov
-                gone = terms.missing_specific(sentence_terms)
-                best_missing = len(gone) / len(terms.specific) if terms.specific else 0.0
-    n_specific = len(terms.specific)
+                gone = query.missing_specific(sentence_terms)
+                best_missing = len(gone) / len(query.specific) if query.specific else 0.0
+    n_specific = len(query.specific)
     features = {
         "dense_top": top.dense,
-        "bm25_per_term": top.bm25 / max(1, len(terms.content)),
-        "coverage_top": terms.coverage(top_terms),
-        "coverage_top3": terms.coverage(union),
+        "bm25_per_term": top.bm25 / max(1, len(query.content)),
+        "coverage_top": query.coverage(top_terms),
+        "coverage_top3": query.coverage(union),
         "specific_missing": len(missing) / n_specific if n_specific else 0.0,
-        "specific_missing_top": len(terms.missing_specific(top_terms)) / n_specific
+        "specific_missing_top": len(query.missing_specific(top_terms)) / n_specific
         if n_specific
         else 0.0,
         "sentence_coverage": best_cov,
         "sentence_specific_missing": best_missing,
-        "has_specific": 1.0 if terms.specific else 0.0,
+        "has_specific": 1.0 if query.specific else 0.0,
     }
     return Evidence(features, missing)
 

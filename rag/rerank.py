@@ -8,7 +8,7 @@
   (`RAG_RERANKER_MODEL`); none ships in any package reachable here.
 - `NoReranker`: keep the engine's fused order.
 
-    reranker = EvidenceReranker(); ranked = reranker.rerank(question, candidates)
+    reranker = EvidenceReranker(); ranked = reranker.rerank(QueryTerms.of(question), candidates)
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from rag.types import Candidate
 class Reranker(Protocol):
     name: str
 
-    def rerank(self, question: str, candidates: list[Candidate]) -> list[Candidate]: ...
+    def rerank(self, query: QueryTerms, candidates: list[Candidate]) -> list[Candidate]: ...
 
 
 class NoReranker:
     name = "none"
 
-    def rerank(self, question: str, candidates: list[Candidate]) -> list[Candidate]:
+    def rerank(self, query: QueryTerms, candidates: list[Candidate]) -> list[Candidate]:
         return sorted(candidates, key=lambda c: c.score, reverse=True)
 
 
@@ -43,13 +43,12 @@ class EvidenceReranker:
     coverage_weight: float = 1.0
     name: str = "evidence"
 
-    def rerank(self, question: str, candidates: list[Candidate]) -> list[Candidate]:
+    def rerank(self, query: QueryTerms, candidates: list[Candidate]) -> list[Candidate]:
         if not candidates:
             return []
-        terms = QueryTerms.of(question)
         best_bm25 = max(c.bm25 for c in candidates) or 1.0
         for c in candidates:
-            coverage = terms.coverage(set(tokenize(c.payload.text)))
+            coverage = query.coverage(set(tokenize(c.payload.text)))
             c.score = c.trust * (
                 self.dense_weight * c.dense
                 + self.bm25_weight * c.bm25 / best_bm25
@@ -70,10 +69,10 @@ class CrossEncoderReranker:
 
         self._model = CrossEncoder(str(model_dir), device="cpu")
 
-    def rerank(self, question: str, candidates: list[Candidate]) -> list[Candidate]:
+    def rerank(self, query: QueryTerms, candidates: list[Candidate]) -> list[Candidate]:
         if not candidates:
             return []
-        scores = self._model.predict([(question, c.payload.text) for c in candidates])
+        scores = self._model.predict([(query.text, c.payload.text) for c in candidates])
         for c, s in zip(candidates, scores):
             c.score = c.trust * float(s)
         return sorted(candidates, key=lambda c: c.score, reverse=True)

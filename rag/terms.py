@@ -29,6 +29,9 @@ _QUOTED = re.compile(r"[\"“']([^\"”']{2,})[\"”']")
 
 @dataclass(frozen=True)
 class QueryTerms:
+    """A question's analysis, built once per ask and handed to every stage."""
+
+    text: str
     content: frozenset[str]
     specific: frozenset[str]
 
@@ -48,7 +51,7 @@ class QueryTerms:
         )
         for phrase in _QUOTED.findall(question):
             specific |= set(tokenize(phrase))
-        return cls(content, frozenset(specific & content))
+        return cls(question, content, frozenset(specific & content))
 
     def coverage(self, terms: set[str] | frozenset[str]) -> float:
         """Share of the content terms present, specific terms counting double."""

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 # Namespace for chunk ids: uuid5(namespace, source|doc_id|index|hash) is stable across runs.
 CHUNK_NAMESPACE = uuid.UUID("5b0c7a52-2f5e-4d55-9a6b-2b8c1f3e7a10")
 
@@ -160,15 +162,15 @@ class Candidate:
     def tier(self) -> str:
         return self.payload.tier
 
-    def brief(self) -> dict[str, Any]:
+    def brief(self) -> RetrievedChunk:
         p = self.payload
-        return {
-            "doc_id": p.doc_id,
-            "chunk_id": p.chunk_id,
-            "score": round(self.score, 6),
-            "tier": p.tier,
-            "source": p.source,
-        }
+        return RetrievedChunk(
+            doc_id=p.doc_id,
+            chunk_id=p.chunk_id,
+            score=round(self.score, 6),
+            tier=p.tier,
+            source=p.source,
+        )
 
 
 @dataclass
@@ -179,20 +181,105 @@ class Citation:
     quote: str
     candidate: Candidate
 
-    def to_dict(self, now: datetime) -> dict[str, Any]:
+    def public(self, now: datetime) -> CitationOut:
         p = self.candidate.payload
         modified = datetime.fromisoformat(p.source_modified_at)
-        return {
-            "marker": self.marker,
-            "doc_id": p.doc_id,
-            "chunk_id": p.chunk_id,
-            "quote": self.quote,
-            "tier": p.tier,
-            "source": p.source,
-            "title": p.title,
-            "section": p.section,
-            "uri": p.uri,
-            "source_modified_at": p.source_modified_at,
-            "ingested_at": p.ingested_at,
-            "age_days": round((now - modified).total_seconds() / 86400, 1),
-        }
+        return CitationOut(
+            marker=self.marker,
+            doc_id=p.doc_id,
+            chunk_id=p.chunk_id,
+            quote=self.quote,
+            tier=p.tier,
+            source=p.source,
+            title=p.title,
+            section=p.section,
+            uri=p.uri,
+            source_modified_at=p.source_modified_at,
+            ingested_at=p.ingested_at,
+            age_days=round((now - modified).total_seconds() / 86400, 1),
+        )
+
+
+# What the query path returns: one typed result that /ask, /search, `ragops ask` and the eval
+# runner all read (DESIGN.md §3 fixes the JSON shape).
+
+
+class RetrievedChunk(BaseModel):
+    doc_id: str
+    chunk_id: str
+    score: float
+    tier: str
+    source: str
+
+
+class ClosestSource(RetrievedChunk):
+    """A source shown with a refusal: near the question, but not an answer."""
+
+    title: str
+    note: str = "not an answer"
+
+
+class CitationOut(BaseModel):
+    marker: int
+    doc_id: str
+    chunk_id: str
+    quote: str
+    tier: str
+    source: str
+    title: str
+    section: str
+    uri: str
+    source_modified_at: str
+    ingested_at: str
+    age_days: float
+
+
+class GeneratorInfo(BaseModel):
+    kind: str
+    provider: str | None = None
+    prompt_version: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    fallback_reason: str | None = None
+
+
+class AskResult(BaseModel):
+    """The answer to one question with its citations, or a refusal with its reason."""
+
+    question: str
+    refused: bool
+    refusal_reason: str | None
+    refusal_message: str | None
+    refusal_detail: str | None
+    answer: str | None
+    confidence: float | None
+    threshold: float
+    # The confidence gate's inputs by name; a free mapping, so new scores can join it.
+    evidence: dict[str, float] | None
+    citations: list[CitationOut]
+    retrieved: list[RetrievedChunk]
+    closest_sources: list[ClosestSource]
+    tiers: list[str]
+    generator: GeneratorInfo
+    latency_ms: dict[str, float]
+    trace_id: str
+
+
+class SearchHit(RetrievedChunk):
+    """A reranked chunk with the evidence behind its score and its text."""
+
+    dense: float
+    bm25: float
+    title: str
+    section: str
+    text: str
+
+
+class SearchResult(BaseModel):
+    """Retrieval only: the reranked chunks for one question, no answer."""
+
+    question: str
+    tiers: list[str]
+    results: list[SearchHit]
+    latency_ms: dict[str, float]

@@ -103,10 +103,74 @@ def test_query_log_records_the_trace(client):
     assert set(trace.latency_ms) >= {"embed", "retrieve", "rerank", "answer", "total"}
 
 
+ASK_KEYS = {
+    "question",
+    "refused",
+    "refusal_reason",
+    "refusal_message",
+    "refusal_detail",
+    "answer",
+    "confidence",
+    "threshold",
+    "evidence",
+    "citations",
+    "retrieved",
+    "closest_sources",
+    "tiers",
+    "generator",
+    "latency_ms",
+    "trace_id",
+}
+CITATION_KEYS = {
+    "marker",
+    "doc_id",
+    "chunk_id",
+    "quote",
+    "tier",
+    "source",
+    "title",
+    "section",
+    "uri",
+    "source_modified_at",
+    "ingested_at",
+    "age_days",
+}
+GENERATOR_KEYS = {
+    "kind",
+    "provider",
+    "prompt_version",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+    "fallback_reason",
+}
+RETRIEVED_KEYS = {"doc_id", "chunk_id", "score", "tier", "source"}
+
+
+def test_ask_json_keeps_the_contract_shape(client):
+    answered = client.post("/ask", json={"question": "How long must passwords be?"}).json()
+    refused = client.post("/ask", json={"question": "What is the capital of France?"}).json()
+    assert not answered["refused"] and refused["refused"]
+    for body in (answered, refused):
+        assert set(body) == ASK_KEYS
+        assert set(body["generator"]) == GENERATOR_KEYS
+        assert body["generator"]["kind"] == "extractive"
+        assert all(set(r) == RETRIEVED_KEYS for r in body["retrieved"])
+    assert answered["citations"] and all(set(c) == CITATION_KEYS for c in answered["citations"])
+    assert answered["closest_sources"] == [] and refused["citations"] == []
+    assert refused["closest_sources"] and all(
+        set(c) == RETRIEVED_KEYS | {"title", "note"} and c["note"] == "not an answer"
+        for c in refused["closest_sources"]
+    )
+    assert set(answered["latency_ms"]) == {"embed", "retrieve", "rerank", "answer", "total"}
+
+
 def test_search_returns_ranked_chunks(client):
     body = client.post("/search", json={"question": "VPN disconnects", "top_k": 3}).json()
     assert 0 < len(body["results"]) <= 3
-    assert all({"doc_id", "chunk_id", "score", "tier", "text"} <= set(r) for r in body["results"])
+    assert set(body) == {"question", "tiers", "results", "latency_ms"}
+    hit_keys = RETRIEVED_KEYS | {"dense", "bm25", "title", "section", "text"}
+    assert all(set(r) == hit_keys for r in body["results"])
 
 
 @pytest.mark.parametrize(
@@ -135,11 +199,14 @@ def test_key_scoped_to_verified_never_sees_internal(client):
             "How long must passwords be?",
         ):
             body = client.post("/ask", json={"question": question}, headers=headers).json()
+            assert body["retrieved"], body  # the subset check below must not pass on nothing
             tiers = {c["tier"] for c in body["citations"]} | {r["tier"] for r in body["retrieved"]}
             tiers |= {c["tier"] for c in body["closest_sources"]}
             assert tiers <= {"verified"}, body
+        # The password rule is in the verified security policy: the key is served an answer.
+        assert "security-policy.md" in {c["doc_id"] for c in body["citations"]}, body
         search = client.post("/search", json={"question": "release freeze"}, headers=headers).json()
-        assert {r["tier"] for r in search["results"]} <= {"verified"}
+        assert search["results"] and {r["tier"] for r in search["results"]} <= {"verified"}
         forbidden = client.post(
             "/ask", json={"question": "x?", "tiers": ["internal"]}, headers=headers
         )

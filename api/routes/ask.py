@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator
@@ -12,6 +10,7 @@ from api.auth import PrincipalDep
 from api.deps import ServicesDep
 from rag.auth import Principal, TierError, resolve_tiers
 from rag.pipeline import Services
+from rag.types import AskResult, SearchResult
 
 router = APIRouter(tags=["ask"])
 
@@ -42,7 +41,7 @@ def _tiers(services: Services, principal: Principal, requested: list[str] | None
 @router.post("/ask")
 async def create_answer(
     body: AskRequest, services: ServicesDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> AskResult:
     """Answer with a citation on every sentence, or refuse with a reason."""
     tiers = _tiers(services, principal, body.tiers)
     return await run_in_threadpool(
@@ -58,7 +57,7 @@ async def create_answer(
 @router.post("/search")
 async def create_search(
     body: AskRequest, services: ServicesDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> SearchResult:
     """Retrieval only: the reranked chunks with their scores, no answer."""
     tiers = _tiers(services, principal, body.tiers)
     return await run_in_threadpool(services.asker.search, body.question, tiers, body.top_k)

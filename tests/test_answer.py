@@ -1,0 +1,99 @@
+"""The extractive answerer and the citation check, on hand-made candidates."""
+
+from __future__ import annotations
+
+import pytest
+from factories import candidate
+
+from rag.answer import ExtractiveAnswerer, check_citations
+from rag.terms import QueryTerms
+from rag.types import Citation
+
+pytestmark = pytest.mark.unit
+
+LEAVE = (
+    "Parental leave\n"
+    "Parental leave lasts sixteen weeks at full pay. "
+    "The canteen serves lunch from noon. "
+    "Leave can be split into two blocks of eight weeks."
+)
+
+
+def test_quotes_verbatim_sentences_with_markers():
+    c = candidate(LEAVE)
+    text, cites = ExtractiveAnswerer().answer(QueryTerms.of("How long is parental leave?"), [c])
+    assert cites and all(ct.quote in LEAVE for ct in cites)
+    assert [ct.marker for ct in cites] == list(range(1, len(cites) + 1))
+    assert text == " ".join(f"{ct.quote} [{ct.marker}]" for ct in cites)
+    assert text.startswith("Parental leave lasts sixteen weeks at full pay. [1]")
+    assert "canteen" not in text  # covers none of the question
+    assert check_citations(text, cites) == []
+
+
+def test_prefers_the_sentence_that_covers_the_question():
+    text = "The office opens at eight. Passwords must be at least 14 characters long."
+    _, cites = ExtractiveAnswerer(max_sentences=1).answer(
+        QueryTerms.of("How long must passwords be?"), [candidate(text)]
+    )
+    assert [c.quote for c in cites] == ["Passwords must be at least 14 characters long."]
+
+
+def test_heading_lines_are_not_the_answer():
+    _, cites = ExtractiveAnswerer().answer(QueryTerms.of("parental leave"), [candidate(LEAVE)])
+    assert cites and all(c.quote != "Parental leave" for c in cites)
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_never_more_than_max_sentences(limit: int):
+    text = " ".join(f"Leave rule {i} says leave is leave." for i in range(1, 10))
+    answerer = ExtractiveAnswerer(max_sentences=limit, keep_ratio=0.0)
+    _, cites = answerer.answer(QueryTerms.of("leave rule 1 2 3 4 5?"), [candidate(text)])
+    assert len(cites) == limit
+
+
+def test_nothing_to_quote_gives_an_empty_answer():
+    assert ExtractiveAnswerer().answer(QueryTerms.of("parental leave"), []) == ("", [])
+
+
+TEXT = "Leave lasts sixteen weeks. Pay is full."
+SOURCE = candidate(TEXT)
+
+
+def _cites(*quotes: str) -> list[Citation]:
+    return [Citation(marker=i, quote=q, candidate=SOURCE) for i, q in enumerate(quotes, start=1)]
+
+
+def test_check_citations_passes_a_good_answer():
+    good = _cites("Leave lasts sixteen weeks.", "Pay is full.")
+    assert check_citations("Leave lasts sixteen weeks. [1] Pay is full. [2]", good) == []
+
+
+@pytest.mark.parametrize(
+    "answer, quotes, problem",
+    [
+        (
+            "Leave lasts sixteen weeks. [1] Pay is full.",
+            ["Leave lasts sixteen weeks."],
+            "uncited text: 'Pay is full.'",
+        ),
+        (
+            "Leave lasts sixteen weeks. [2]",
+            ["Leave lasts sixteen weeks."],
+            "marker [2] has no citation",
+        ),
+        (
+            "Leave lasts forty weeks. [1]",
+            ["Leave lasts forty weeks."],
+            f"quote [1] is not in chunk {SOURCE.chunk_id}",
+        ),
+        (
+            "Other words. [1]",
+            ["Leave lasts sixteen weeks."],
+            "sentence before [1] is not its quote",
+        ),
+        ("", [], "empty answer"),
+    ],
+    ids=["uncited sentence", "unknown marker", "quote not in chunk", "not its quote", "empty"],
+)
+def test_check_citations_flags_each_problem(answer: str, quotes: list[str], problem: str):
+    assert check_citations(answer, _cites(*quotes)) == [problem]
