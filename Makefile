@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install samples serve test test-fast lint bench clean chromium
+.PHONY: install samples serve test test-fast lint bench judge clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Rebuild the answerability judge from scratch (dev splits only, fixed seed, 2 CPU cores) and
+# write it into rag/models/judge/ with its model card.
+judge: install
+	$(BIN)/python -m evals.train_judge
 
 bench: install
 	$(BIN)/python -m evals.bench_ingest

@@ -12,11 +12,17 @@ Splits (nothing outside them is used for tuning; the rest is held out):
 - fitz-gov: cases whose id's SHA-1 is even. Abstention cases must be refused; trustworthy
   (direct and hedged) cases must be answered from their relevant documents. `--limit` keeps a
   fixed subset of cases and only the documents they name, for quick runs and CI.
+
+Inside the development splits, `judge_split` assigns every question to one of: `gate` (the CI
+gate's rows: never trained or calibrated on), `train` (the answerability judge's training
+pairs), `calib` (the confidence gate's calibration) and `val` (the figures we report).
+`--split NAME` keeps only that split's questions (the corpus stays whole).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -29,6 +35,21 @@ from evals.corpora import fitz_gov_documents, write_jsonl
 
 HALUEVAL_DEV_ROWS = 5000
 FITZ_CATEGORIES = {"abstention": False, "trustworthy_direct": True, "trustworthy_hedged": True}
+# The CI gate's fixed sets (evals/gate.py): the first HaluEval dev rows, a fitz-gov subset.
+GATE_HALUEVAL_ROWS = 200
+GATE_FITZ_CASES = 120
+SPLITS = ("gate", "train", "calib", "val")
+
+
+def judge_split(name: str, case_id: str) -> str:
+    """Which split a development question belongs to (by a hash of its id: stable, and
+    independent of the SHA-1 parity that chose the fitz-gov development cases)."""
+    if name == "halueval" and int(case_id.rsplit("q", 1)[1]) < GATE_HALUEVAL_ROWS:
+        return "gate"
+    if name == "fitzgov" and case_id in _fitz_gate_ids():
+        return "gate"
+    bucket = int(hashlib.sha256(f"judge|{case_id}".encode()).hexdigest(), 16) % 20
+    return "train" if bucket < 14 else "calib" if bucket < 17 else "val"
 
 
 def halueval_rows(limit: int = HALUEVAL_DEV_ROWS) -> Iterator[dict[str, Any]]:
@@ -38,7 +59,9 @@ def halueval_rows(limit: int = HALUEVAL_DEV_ROWS) -> Iterator[dict[str, Any]]:
             yield {"index": i, **json.loads(line)}
 
 
-def build_halueval(out: Path, limit: int = HALUEVAL_DEV_ROWS) -> tuple[Path, Path]:
+def build_halueval(
+    out: Path, limit: int = HALUEVAL_DEV_ROWS, split: str | None = None
+) -> tuple[Path, Path]:
     rows = list(halueval_rows(limit))
     corpus = [{"id": f"halueval-{r['index']}", "text": r["knowledge"]} for r in rows]
     dataset = [
@@ -51,6 +74,8 @@ def build_halueval(out: Path, limit: int = HALUEVAL_DEV_ROWS) -> tuple[Path, Pat
         }
         for r in rows
     ]
+    if split:
+        dataset = [d for d in dataset if judge_split("halueval", d["id"]) == split]
     return write_jsonl(corpus, out / "corpus.jsonl"), write_jsonl(dataset, out / "dataset.jsonl")
 
 
@@ -79,21 +104,31 @@ def fitz_cases() -> list[dict[str, Any]]:
     return cases
 
 
-def build_fitzgov(out: Path, limit: int = 0) -> tuple[Path, Path]:
+def fitz_subset(cases: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """A fixed, category-balanced subset (every n-th case of each category): same questions
+    every run."""
+    by_cat: dict[str, list[dict[str, Any]]] = {}
+    for c in cases:
+        by_cat.setdefault(c["category"], []).append(c)
+    share = max(1, limit // len(by_cat))
+    return [c for group in by_cat.values() for c in group[:: max(1, len(group) // share)][:share]]
+
+
+@functools.cache
+def _fitz_gate_ids() -> frozenset[str]:
+    return frozenset(c["id"] for c in fitz_subset(fitz_cases(), GATE_FITZ_CASES))
+
+
+def build_fitzgov(out: Path, limit: int = 0, split: str | None = None) -> tuple[Path, Path]:
     cases = fitz_cases()
     docs = list(fitz_gov_documents())
     if limit:
-        # A fixed, category-balanced subset (every n-th case of each category) and only the
-        # documents it names: same questions every run.
-        by_cat: dict[str, list[dict[str, Any]]] = {}
-        for c in cases:
-            by_cat.setdefault(c["category"], []).append(c)
-        share = max(1, limit // len(by_cat))
-        cases = [
-            c for group in by_cat.values() for c in group[:: max(1, len(group) // share)][:share]
-        ]
+        # Only the documents the subset names: a small corpus for quick runs and CI.
+        cases = fitz_subset(cases, limit)
         named = {d for c in cases for d in c["relevant_doc_ids"] + c["decoy_doc_ids"]}
         docs = [d for d in docs if d["id"] in named]
+    if split:
+        cases = [c for c in cases if judge_split("fitzgov", c["id"]) == split]
     dataset = [{k: v for k, v in c.items() if k != "decoy_doc_ids"} for c in cases]
     return write_jsonl(docs, out / "corpus.jsonl"), write_jsonl(dataset, out / "dataset.jsonl")
 
@@ -103,11 +138,12 @@ def main() -> None:
     parser.add_argument("name", choices=["halueval", "fitzgov"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=0, help="0 = the whole dev split")
+    parser.add_argument("--split", choices=SPLITS, help="only this split's questions")
     args = parser.parse_args()
     if args.name == "halueval":
-        corpus, dataset = build_halueval(args.out, args.limit or HALUEVAL_DEV_ROWS)
+        corpus, dataset = build_halueval(args.out, args.limit or HALUEVAL_DEV_ROWS, args.split)
     else:
-        corpus, dataset = build_fitzgov(args.out, args.limit)
+        corpus, dataset = build_fitzgov(args.out, args.limit, args.split)
     print(json.dumps({"corpus": str(corpus), "dataset": str(dataset)}))
 
 

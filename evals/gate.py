@@ -16,11 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from evals.datasets import build_fitzgov, build_halueval
+from evals.datasets import GATE_FITZ_CASES, GATE_HALUEVAL_ROWS, build_fitzgov, build_halueval
 
 BASELINE = Path(__file__).with_name("baseline.json")
-HALUEVAL_ROWS = 200
-FITZ_CASES = 120
 TOLERANCE = 0.02
 GATED = {
     "halueval": [
@@ -56,8 +54,8 @@ def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
     from rag.settings import Settings
 
     sets = {
-        "halueval": build_halueval(workdir / "halueval", HALUEVAL_ROWS),
-        "fitzgov": build_fitzgov(workdir / "fitzgov", FITZ_CASES),
+        "halueval": build_halueval(workdir / "halueval", GATE_HALUEVAL_ROWS),
+        "fitzgov": build_fitzgov(workdir / "fitzgov", GATE_FITZ_CASES),
     }
     services = Services(Settings(data_dir=workdir / "data", sources_file=workdir / "none.toml"))
     try:

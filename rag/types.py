@@ -144,7 +144,8 @@ class Candidate:
 
     `fused` is the engine's fusion score within its tier; `dense` the cosine similarity and
     `bm25` the engine's BM25 score for this question; `score` the final ranking score after
-    reranking and trust weighting.
+    reranking and trust weighting. `judge` is the answerability judge's logit for the chunk's
+    `window` (character span of the text it read); None for chunks the judge did not read.
     """
 
     payload: ChunkPayload
@@ -153,6 +154,8 @@ class Candidate:
     bm25: float = 0.0
     trust: float = 1.0  # the tier's trust weight; rankers multiply their score by it
     score: float = 0.0
+    judge: float | None = None
+    window: tuple[int, int] | None = None
 
     @property
     def chunk_id(self) -> str:
@@ -255,7 +258,8 @@ class AskResult(BaseModel):
     answer: str | None
     confidence: float | None
     threshold: float
-    # The confidence gate's inputs by name; a free mapping, so new scores can join it.
+    # The confidence gate's inputs by name, the judge's (`judge_max`, `judge_probability`) among
+    # them; a free mapping, so new scores can join it.
     evidence: dict[str, float] | None
     citations: list[CitationOut]
     retrieved: list[RetrievedChunk]
@@ -271,6 +275,7 @@ class SearchHit(RetrievedChunk):
 
     dense: float
     bm25: float
+    judge: float | None = None  # the answerability judge's logit; None where it did not read it
     title: str
     section: str
     text: str

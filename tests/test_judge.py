@@ -1,0 +1,147 @@
+"""The answerability judge: its window, its question trimming, and the shipped weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.judge import DEFAULT_JUDGE_DIR, AnswerabilityJudge, passage_window, shared_judge
+from rag.terms import QueryTerms
+
+
+def _words(texts: list[str]) -> list[int]:
+    return [len(t.split()) for t in texts]
+
+
+TEXT = (
+    "The office opens at eight. Parking is free for staff. "
+    "Parental leave lasts sixteen weeks at full pay. It can be split in two blocks. "
+    "The canteen serves lunch from noon."
+)
+
+
+@pytest.mark.unit
+def test_window_is_the_whole_passage_when_it_fits():
+    assert passage_window(QueryTerms.of("parental leave?"), TEXT, 100, _words) == (0, len(TEXT))
+
+
+@pytest.mark.unit
+def test_window_centres_on_the_sentence_that_covers_the_question():
+    a, b = passage_window(QueryTerms.of("How long is parental leave?"), TEXT, 14, _words)
+    window = TEXT[a:b]
+    assert "Parental leave lasts sixteen weeks" in window
+    assert len(window.split()) <= 14
+    assert "office opens" not in window  # neighbours join only while they fit
+    assert TEXT[a:b] == window and a > 0
+
+
+@pytest.mark.unit
+def test_window_keeps_one_long_sentence_whole():
+    text = "word " * 50 + "leave."
+    a, b = passage_window(QueryTerms.of("leave?"), text.strip(), 10, _words)
+    assert (a, b) == (0, len(text.strip()))
+
+
+@pytest.fixture(scope="session")
+def judge() -> AnswerabilityJudge:
+    return shared_judge()
+
+
+@pytest.mark.integration
+def test_shipped_judge_is_in_the_package_with_its_card():
+    for name in ("model.onnx", "tokenizer.json", "judge.json", "MODEL_CARD.md"):
+        assert (DEFAULT_JUDGE_DIR / name).is_file(), name
+    assert (DEFAULT_JUDGE_DIR / "model.onnx").stat().st_size < 50 * 1024 * 1024
+    config = json.loads((DEFAULT_JUDGE_DIR / "judge.json").read_text())
+    assert config["max_length"] >= config["window_tokens"] + config["question_tokens"]
+
+
+# Outputs of the shipped weights on fixed pairs, pinned: a retrained or corrupted model shows
+# here first. Regenerate with the snippet in the test's failure message after `make judge`.
+PINNED = [
+    (
+        "How long is parental leave?",
+        "Parental leave lasts sixteen weeks at full pay.",
+        3.0635,
+    ),
+    (
+        "How long is parental leave?",
+        "The canteen serves lunch from noon.",
+        0.1883,
+    ),
+    (
+        "What tactics did Hannibal use at the Battle of Zama in 202 BCE?",
+        "The Battle of Cannae in 216 BCE demonstrated Hannibal's famous double-envelopment "
+        "tactic, killing an estimated 50,000 Roman soldiers.",
+        -3.5847,
+    ),
+    (
+        "What tactics did Hannibal use at the Battle of Zama in 202 BCE?",
+        "At Zama in 202 BCE Scipio's open lanes let Hannibal's elephants pass harmlessly, and "
+        "the Roman cavalry returned to strike Hannibal's infantry from behind.",
+        1.2304,
+    ),
+]
+
+
+@pytest.mark.integration
+def test_shipped_judge_outputs_are_pinned(judge):
+    got = [float(judge.logits(q, [p])[0]) for q, p, _ in PINNED]
+    expected = [e for _, _, e in PINNED]
+    assert None not in expected, f"pin these logits: {[round(g, 4) for g in got]}"
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+@pytest.mark.integration
+def test_judge_ranks_answers_above_off_topic_text_and_near_misses(judge):
+    # The calibrated gate turns logits into decisions; the judge must order them, by a margin.
+    leave = judge.logits(PINNED[0][0], [PINNED[0][1], PINNED[1][1]])
+    assert leave[0] - leave[1] > 2.0
+    zama = judge.logits(PINNED[2][0], [PINNED[3][1], PINNED[2][1]])
+    assert zama[0] - zama[1] > 2.0
+    assert judge.score(PINNED[0][0], [PINNED[0][1]])[0] > 0.9
+
+
+@pytest.mark.integration
+def test_a_pairs_score_does_not_depend_on_the_others_and_odd_input_is_scored(judge):
+    passages = [PINNED[0][1], PINNED[1][1], "", "x" * 5000]
+    together = judge.logits(PINNED[0][0], passages)
+    one_by_one = [judge.logits(PINNED[0][0], [p])[0] for p in passages]
+    assert together.tolist() == one_by_one
+    assert judge.logits("q?", []).shape == (0,)
+    long_question = "Why " * 3000 + "is leave sixteen weeks?"
+    assert np.isfinite(judge.logits(long_question, [PINNED[0][1]])).all()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_training_command_rebuilds_a_loadable_judge(tmp_path: Path):
+    """`python -m evals.train_judge` end to end on a few pairs: train, export, validate."""
+    pairs = tmp_path / "pairs.jsonl"
+    rows = []
+    for i in range(24):
+        q = f"What colour is item {i}?"
+        split = "val" if i % 4 == 0 else "train"
+        base = {"split": split, "set": "fitzgov", "qid": f"c{i}", "question": q}
+        rows.append({**base, "passage": f"Item {i} is blue.", "label": 1, "kind": "positive"})
+        rows.append({**base, "passage": f"Item {i + 50} is red.", "label": 0, "kind": "abstention"})
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "judge"
+    done = subprocess.run(
+        [sys.executable, "-m", "evals.train_judge", "--pairs", str(pairs), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # The trainer logs its own dicts on stdout; the command's report is the last JSON block.
+    report = json.loads(done.stdout[done.stdout.rindex("\n{\n") + 1 :])
+    assert report["pairs"] == 12 and 0.0 <= report["auc"] <= 1.0
+    assert "Validation" in (out / "MODEL_CARD.md").read_text()
+    trained = AnswerabilityJudge(out)
+    assert trained.score("What colour is item 3?", ["Item 3 is blue."]).shape == (1,)
