@@ -413,9 +413,13 @@ def eval_(
     by_id = {r["id"]: r for r in rows}
     report: dict[str, Any] = {"dataset": str(dataset), **summarize(results, by_id)}
     if calibrate_to is not None:
-        model, fit = calibrate(results, by_id, note=f"fitted on {dataset.name}")
+        model = calibrate(results, by_id, dataset.stem)
         model.save(calibrate_to)
-        report["calibration"] = {"file": str(calibrate_to), **fit}
+        report["calibration"] = {
+            "file": str(calibrate_to),
+            "threshold": model.threshold,
+            **model.fitted_on,
+        }
     if out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("".join(json.dumps(r) + "\n" for r in results))

@@ -6,7 +6,7 @@ The store is filled with real HaluEval passages: `--base` of them are embedded w
 model, then replicated with small perturbations of their dense vectors (new ids, same BM25
 vectors) up to each size, and optimised (HNSW built) as a long-running index would be. Each
 question runs through `AskPipeline.ask` exactly as `/ask` does (query log included). Printed:
-p50/p95 of the whole ask and of the query embedding alone.
+p50/p95 of the whole ask, of the query embedding alone and of the judge's batched call.
 """
 
 from __future__ import annotations
@@ -91,16 +91,19 @@ def main() -> None:
             tiers = list(services.settings.tiers)
             for q in questions[:10]:  # warm caches and the model
                 asker.ask(q, tiers)
-            total, embed = [], []
+            total, embed, judge = [], [], []
             for q in questions:
                 result = asker.ask(q, tiers)
                 total.append(result.latency_ms["total"])
                 embed.append(result.latency_ms["embed"])
+                judge.append(result.latency_ms.get("judge", 0.0))
             print(
                 f"{size:>7d} chunks (optimise {optimise_s:5.1f} s): "
                 f"/ask p50 {percentile(total, 50):6.1f} ms"
                 f"  p95 {percentile(total, 95):6.1f} ms | query embedding p50 "
                 f"{percentile(embed, 50):5.1f} ms  p95 {percentile(embed, 95):5.1f} ms"
+                f" | judge (top {asker.judge_depth}) p50 {percentile(judge, 50):5.1f} ms"
+                f"  p95 {percentile(judge, 95):5.1f} ms"
             )
             services.close()
 

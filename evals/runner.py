@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rag.ask import AskPipeline
-from rag.confidence import FEATURES, ConfidenceModel, Evidence
+from rag.confidence import ConfidenceModel
 from rag.store import ChunkFilter, VectorStore
 
 RESULT_KEYS = ("refused", "refusal_reason", "answer", "confidence", "latency_ms", "evidence")
@@ -95,40 +95,9 @@ def run_dataset(
 
 
 def calibrate(
-    results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]], note: str
-) -> tuple[ConfidenceModel, dict[str, float]]:
-    """Fit the confidence model on answerable vs unanswerable rows; pick the threshold that
-    maximises the worse of refusal recall and answer rate (both matter to an operator)."""
-    from sklearn.linear_model import LogisticRegression
+    results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]], name: str
+) -> ConfidenceModel:
+    """`ragops eval --calibrate`: the joint fit of `evals.calibrate` on this one dataset."""
+    from evals.calibrate import fit
 
-    xs = [[r["evidence"][f] for f in FEATURES] for r in results if r.get("evidence")]
-    ys = [1 if dataset[r["id"]]["answerable"] else 0 for r in results if r.get("evidence")]
-    if len(set(ys)) < 2:
-        raise ValueError("calibration needs both answerable and unanswerable questions")
-    model = LogisticRegression(class_weight="balanced", C=1.0, max_iter=2000).fit(xs, ys)
-    fitted = ConfidenceModel(
-        weights={f: round(float(w), 6) for f, w in zip(FEATURES, model.coef_[0])},
-        bias=round(float(model.intercept_[0]), 6),
-        threshold=0.5,
-    )
-    scored = [
-        (fitted.confidence(Evidence(r["evidence"], [])), y)
-        for r, y in zip([r for r in results if r.get("evidence")], ys)
-    ]
-    best = (-1.0, 0.5, 0.0, 0.0)
-    for step in range(1, 100):
-        t = step / 100
-        answer_rate = sum(1 for c, y in scored if y and c >= t) / max(1, ys.count(1))
-        refusal_recall = sum(1 for c, y in scored if not y and c < t) / max(1, ys.count(0))
-        worst = min(answer_rate, refusal_recall)
-        if worst > best[0]:
-            best = (worst, t, answer_rate, refusal_recall)
-    fitted.threshold = best[1]
-    fitted.fitted_on = {
-        "note": note,
-        "answerable": ys.count(1),
-        "unanswerable": ys.count(0),
-        "answer_rate": round(best[2], 4),
-        "refusal_recall": round(best[3], 4),
-    }
-    return fitted, {"answer_rate": best[2], "refusal_recall": best[3], "threshold": best[1]}
+    return fit([(name, results, dataset)])

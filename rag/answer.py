@@ -1,9 +1,10 @@
 """Answerers turn ranked evidence into cited sentences. The default is extractive.
 
-`ExtractiveAnswerer` picks the evidence sentences that cover the question best from the top
-chunks (a few, no duplicates), keeps them verbatim and cites each: every quote is an exact
-substring of its chunk by construction, and `check_citations` proves it before anything
-leaves the service.
+`ExtractiveAnswerer` quotes the sentences that the answerability judge and the coverage of the
+question rate best: it reads the top-ranked chunks the judge rated close to its best (unjudged:
+those ranked close to the best one), prefers sentences inside the window the judge read, and
+keeps them verbatim with a citation each: every quote is an exact substring of its chunk by
+construction, and `check_citations` proves it before anything leaves the service.
 
     text, citations = ExtractiveAnswerer().answer(QueryTerms.of("Parental leave?"), ranked)
 """
@@ -41,14 +42,16 @@ class ExtractiveAnswerer:
     max_sentences: int = 3
     # A further sentence must cover at least this share of the best sentence's score.
     keep_ratio: float = 0.75
-    # Only chunks ranked close to the best one may contribute sentences.
+    # Only chunks ranked close to the best one may contribute sentences: unjudged, by score
+    # ratio; judged, within this many logits of the judge's best chunk.
     chunk_ratio: float = 0.7
+    judge_margin: float = 2.0
+    # Sentences inside the window the judge read gain this much (coverage is in [0, 1]).
+    window_bonus: float = 0.25
     kind: str = "extractive"
 
     def answer(self, query: QueryTerms, ranked: list[Candidate]) -> tuple[str, list[Citation]]:
-        top = ranked[: self.depth]
-        floor = self.chunk_ratio * top[0].score if top and top[0].score > 0 else float("-inf")
-        usable = [c for i, c in enumerate(top) if i == 0 or c.score >= floor]
+        usable = self._usable(ranked[: self.depth])
         sentences = self._sentences(query, usable)
         if not sentences:
             return "", []
@@ -71,16 +74,29 @@ class ExtractiveAnswerer:
         text = " ".join(f"{c.quote} [{c.marker}]" for c in citations)
         return text, citations
 
+    def _usable(self, top: list[Candidate]) -> list[Candidate]:
+        # The reranker's order stands (the judge's own order lowered MRR@10 on dev); the judge
+        # only drops chunks it rates far below its best one.
+        judged = [c.judge for c in top if c.judge is not None]
+        if judged:
+            floor = max(judged) - self.judge_margin
+            return [c for c in top if c.judge is None or c.judge >= floor]
+        floor = self.chunk_ratio * top[0].score if top and top[0].score > 0 else float("-inf")
+        return [c for i, c in enumerate(top) if i == 0 or c.score >= floor]
+
     def _sentences(self, terms: QueryTerms, top: list[Candidate]) -> list[_Sentence]:
         out: list[_Sentence] = []
         for rank, candidate in enumerate(top):
             text = candidate.payload.text
             # Earlier-ranked chunks win ties; the prior is small next to term coverage.
             prior = 0.05 * (len(top) - rank)
+            lo, hi = candidate.window or (0, len(text))
             for position, (a, b) in enumerate(split_sentences(text)):
                 sentence = text[a:b]
                 sentence_terms = frozenset(tokenize(sentence))
                 score = terms.coverage(sentence_terms) + prior
+                if candidate.window and lo <= a and b <= hi:
+                    score += self.window_bonus
                 if _heading_like(sentence):
                     # "Parental leave" restates the question; the sentence under it answers it.
                     score *= 0.5

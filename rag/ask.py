@@ -1,13 +1,16 @@
-"""The query path, end to end: retrieve -> rerank -> confidence gate -> cited answer or refusal.
+"""The query path, end to end: retrieve -> rerank -> judge -> confidence gate -> cited answer or
+refusal.
 
     pipeline = AskPipeline(retriever, EvidenceReranker(), ConfidenceModel.load(),
-                           ExtractiveAnswerer(), QueryLog(engine))
+                           ExtractiveAnswerer(), judge=shared_judge(), log=QueryLog(engine))
     result = pipeline.ask("How long is parental leave?", tiers=["verified"])
 
-The question is analysed once (`QueryTerms`) and handed to every stage. Every answer sentence
-carries a citation whose quote is an exact substring of its chunk; if that check fails the
-service refuses instead (reason `citation_check_failed`). Refusals name their reason and list
-the closest sources, marked as not an answer.
+The question is analysed once (`QueryTerms`) and handed to every stage. The answerability
+judge reads the best windows of the top `judge_depth` candidates in one batch; its best logit
+is the main input of the confidence gate. Every answer sentence carries a citation whose quote
+is an exact substring of its chunk; if that check fails the service refuses instead (reason
+`citation_check_failed`). Refusals name their reason and list the closest sources, marked as
+not an answer.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rag.answer import Answerer, check_citations
-from rag.confidence import ConfidenceModel, Evidence, evidence_features
+from rag.confidence import ConfidenceModel, Evidence, evidence_features, sigmoid
+from rag.judge import AnswerabilityJudge
 from rag.metrics import ASKS, STAGE_SECONDS
 from rag.querylog import QueryLog, Trace
 from rag.rerank import Reranker
@@ -77,23 +81,29 @@ class AskPipeline:
     reranker: Reranker
     confidence: ConfidenceModel
     answerer: Answerer
+    judge: AnswerabilityJudge | None = None
     log: QueryLog | None = None
     candidates: int = 20
     threshold: float | None = None  # overrides the calibrated threshold when set
+    # How many top candidates the judge reads, and whether its order replaces theirs.
+    judge_depth: int = 3
+    judge_rerank: bool = False
 
     @property
     def effective_threshold(self) -> float:
         return self.confidence.threshold if self.threshold is None else self.threshold
 
     def search(self, question: str, tiers: list[str], top_k: int = 5) -> SearchResult:
-        """Retrieval only: reranked candidates with their evidence scores, no answer."""
+        """Retrieval only: reranked (and judged) candidates with their scores, no answer."""
         clock = _Clock()
-        _, ranked = self._rank(QueryTerms.of(question), tiers, clock)
+        query = QueryTerms.of(question)
+        _, ranked = self._rank(query, tiers, clock)
         hits = [
             SearchHit(
                 **c.brief().model_dump(),
                 dense=round(c.dense, 6),
                 bm25=round(c.bm25, 6),
+                judge=None if c.judge is None else round(c.judge, 4),
                 title=c.payload.title,
                 section=c.payload.section,
                 text=c.payload.text,
@@ -112,8 +122,9 @@ class AskPipeline:
     ) -> AskResult:
         clock = _Clock()
         now = utc_now()
+        query = QueryTerms.of(question)
         if tiers:
-            decision = self._decide(QueryTerms.of(question), tiers, top_k, clock)
+            decision = self._decide(query, tiers, top_k, clock)
             clock.lap("answer")  # the gate, and the answer when there is one
         else:
             decision = _Decision(reason="no_permitted_tiers")
@@ -129,13 +140,19 @@ class AskPipeline:
     def _rank(
         self, query: QueryTerms, tiers: list[str], clock: _Clock
     ) -> tuple[list[Candidate], list[Candidate]]:
-        """The candidates as retrieved, and as reranked."""
         vectors = self.retriever.encode(query.text)
         clock.lap("embed")
         found = self.retriever.retrieve(query.text, tiers, self.candidates, vectors)
         clock.lap("retrieve")
         ranked = self.reranker.rerank(query, list(found))
         clock.lap("rerank")
+        if self.judge is not None and ranked:
+            head = ranked[: self.judge_depth]
+            self.judge.read(query, head)
+            if self.judge_rerank:
+                # Stable: ties keep the reranker's order.
+                ranked = sorted(head, key=lambda c: -(c.judge or 0.0)) + ranked[len(head) :]
+            clock.lap("judge")
         return found, ranked
 
     def _decide(self, query: QueryTerms, tiers: list[str], top_k: int, clock: _Clock) -> _Decision:
@@ -146,7 +163,7 @@ class AskPipeline:
             d.confidence, d.reason = 0.0, "no_evidence"
             return d
         d.confidence = round(self.confidence.confidence(evidence), 4)
-        if d.confidence < self.effective_threshold:
+        if d.confidence < self.effective_threshold or evidence.misses_every_specific_term:
             d.reason = "low_confidence"
             if evidence.missing_specific:
                 d.detail = "the sources never mention: " + ", ".join(evidence.missing_specific)
@@ -171,6 +188,7 @@ class AskPipeline:
         evidence = None
         if d.evidence is not None:
             evidence = {k: round(v, 6) for k, v in d.evidence.features.items()}
+            evidence["judge_probability"] = round(sigmoid(evidence["judge_max"]), 4)
         closest = [
             ClosestSource(**c.brief().model_dump(), title=c.payload.title) for c in d.ranked[:3]
         ]
@@ -216,7 +234,7 @@ class AskPipeline:
                 {**c.brief().model_dump(), "fused": round(c.fused, 6)}
                 for c in d.found[: self.candidates]
             ],
-            reranked=[r.model_dump() for r in result.retrieved],
+            reranked=[{**c.brief().model_dump(), "judge": c.judge} for c in d.ranked[:top_k]],
             cited=[
                 {
                     "chunk_id": c.candidate.chunk_id,

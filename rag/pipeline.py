@@ -21,6 +21,7 @@ from rag.confidence import ConfidenceModel
 from rag.db import connect
 from rag.embedding import SentenceTransformerEmbedder, shared_embedder
 from rag.jobs import JobLog
+from rag.judge import shared_judge
 from rag.querylog import QueryLog
 from rag.rerank import make_reranker
 from rag.retrieval import HybridRetriever
@@ -95,9 +96,12 @@ class Services:
             reranker=make_reranker(s.reranker),
             confidence=ConfidenceModel.load(s.calibration_file),
             answerer=ExtractiveAnswerer(),
+            judge=shared_judge(s.judge_model),
             log=self.query_log,
             candidates=s.candidates,
             threshold=s.confidence_threshold,
+            judge_depth=s.judge_depth,
+            judge_rerank=s.judge_rerank,
         )
 
     def close(self) -> None:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     candidates: int = 20
     # "evidence" (offline default), "none", or a local sentence-transformers CrossEncoder dir.
     reranker: str = "evidence"
+    # Answerability judge: a directory holding model.onnx + tokenizer.json + judge.json (default:
+    # the one shipped in this package, `make judge` rebuilds it); how many top candidates it
+    # reads per question; whether its order replaces the reranker's among them.
+    judge_model: Path | None = None
+    judge_depth: int = Field(default=3, ge=1, le=20)
+    judge_rerank: bool = False
     # Calibrated confidence model; RAG_CONFIDENCE_THRESHOLD overrides its threshold.
     calibration_file: Path | None = None
     confidence_threshold: float | None = None

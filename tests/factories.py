@@ -48,7 +48,19 @@ def candidate(
     bm25: float = 1.0,
     trust: float = 1.0,
     score: float = 1.0,
+    judge: float | None = None,
+    window: tuple[int, int] | None = None,
 ) -> Candidate:
-    """A retrieved chunk of `text`, with the evidence scores a reranker reads."""
+    """A retrieved chunk of `text`, with the evidence scores a reranker reads (and, optionally,
+    the answerability judge's logit for a window of it)."""
     payload = chunk_payload(doc_id, text)
-    return Candidate(payload, fused=score, dense=dense, bm25=bm25, trust=trust, score=score)
+    return Candidate(
+        payload,
+        fused=score,
+        dense=dense,
+        bm25=bm25,
+        trust=trust,
+        score=score,
+        judge=judge,
+        window=window,
+    )

@@ -97,3 +97,22 @@ def test_check_citations_passes_a_good_answer():
 )
 def test_check_citations_flags_each_problem(answer: str, quotes: list[str], problem: str):
     assert check_citations(answer, _cites(*quotes)) == [problem]
+
+
+def test_reads_the_chunk_the_judge_rated_best():
+    wrong = candidate("Parental leave at Acme lasts ten weeks.", "acme.md", score=2.0, judge=-3.0)
+    right = candidate("Parental leave here lasts sixteen weeks.", "ours.md", score=1.0, judge=2.5)
+    query = QueryTerms.of("How long is parental leave?")
+    _, cites = ExtractiveAnswerer().answer(query, [wrong, right])
+    assert [c.candidate.payload.doc_id for c in cites] == ["ours.md"]
+
+
+def test_the_judged_window_breaks_a_coverage_tie():
+    # Both sentences cover the question equally; unjudged, the first one wins.
+    text = "Leave is generous here. Parental leave lasts sixteen weeks."
+    query = QueryTerms.of("How long is leave?")
+    first = ExtractiveAnswerer(max_sentences=1).answer(query, [candidate(text)])[1]
+    assert first[0].quote == "Leave is generous here."
+    judged = candidate(text, judge=3.0, window=(text.index("Parental"), len(text)))
+    _, cites = ExtractiveAnswerer(max_sentences=1).answer(query, [judged])
+    assert cites[0].quote == "Parental leave lasts sixteen weeks."

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from factories import candidate
 
-from rag.confidence import FEATURES, ConfidenceModel, Evidence, evidence_features
+from evals.calibrate import cross_validate, fit
+from rag.confidence import (
+    FEATURES,
+    JUDGE_FLOOR,
+    ConfidenceModel,
+    Evidence,
+    evidence_features,
+)
 from rag.terms import QueryTerms
 
 pytestmark = pytest.mark.unit
@@ -15,7 +22,8 @@ pytestmark = pytest.mark.unit
 
 def test_no_candidates_means_zero_features_and_every_specific_term_missing():
     ev = evidence_features(QueryTerms.of("What did Hannibal do at Zama in 202 BCE?"), [])
-    assert ev.features == dict.fromkeys(FEATURES, 0.0)
+    judge = {"judge_max": JUDGE_FLOOR, "judge_second": JUDGE_FLOOR}
+    assert ev.features == dict.fromkeys(FEATURES, 0.0) | judge
     assert ev.missing_specific == ["202", "bce", "hannib", "zama"]
 
 
@@ -59,3 +67,46 @@ def test_shipped_model_loads_with_known_features():
     model = ConfidenceModel.load()
     assert 0.0 < model.threshold < 1.0
     assert set(model.weights) <= set(FEATURES)
+
+
+def test_judge_features_are_the_two_best_logits_of_the_candidates_it_read():
+    ranked = [candidate("a b", judge=-1.0), candidate("c d", judge=2.0), candidate("e f")]
+    ev = evidence_features(QueryTerms.of("a c?"), ranked)
+    assert (ev.features["judge_max"], ev.features["judge_second"]) == (2.0, -1.0)
+    unjudged = evidence_features(QueryTerms.of("a c?"), [candidate("a b")])
+    assert unjudged.features["judge_max"] == JUDGE_FLOOR
+
+
+def _run(name: str, pos: list[float], neg: list[float]):
+    results, dataset = [], {}
+    for i, z in enumerate(pos + neg):
+        rid = f"{name}{i}"
+        results.append({"id": rid, "evidence": dict.fromkeys(FEATURES, 0.0) | {"judge_max": z}})
+        dataset[rid] = {"answerable": i < len(pos)}
+    return name, results, dataset
+
+
+def test_calibration_separates_what_the_judge_separates_and_cv_sees_noise():
+    runs = [_run("a", [2.0, 3.0, 2.5, 4.0, 1.5], [-2.0, -3.0, -1.0, -2.5, -4.0])]
+    model = fit(runs, ("judge_max",))
+    assert model.weights["judge_max"] > 0
+    assert model.fitted_on["a answer_rate"] == 1.0 and model.fitted_on["a refusal_recall"] == 1.0
+    # The threshold sits mid-gap, not on the edge of the training rows: unseen folds pass too.
+    assert cross_validate(runs, ("judge_max",))["worst"] == 1.0
+    noisy = [_run("b", [1.0, -1.0, 1.0, -1.0, 1.0], [1.0, -1.0, -1.0, 1.0, -1.0])]
+    assert cross_validate(noisy, ("judge_max",))["worst"] < 1.0
+
+
+def test_a_question_whose_every_name_is_missing_is_a_near_miss():
+    query = QueryTerms.of("How do I fail over the MySQL database?")
+    runbook = [candidate("Fail over the PostgreSQL primary when it is unreachable.", "pg.md")]
+    assert evidence_features(query, runbook).misses_every_specific_term
+    mysql = [candidate("Fail over the MySQL primary when it is unreachable.", "my.md")]
+    assert not evidence_features(query, mysql).misses_every_specific_term
+    # Half the names present: the judge decides, not this guard.
+    both = QueryTerms.of("Does MySQL fail over like PostgreSQL?")
+    assert not evidence_features(both, runbook).misses_every_specific_term
+    # A question that names nothing specific is never caught by it.
+    assert not evidence_features(
+        QueryTerms.of("how do I fail over?"), runbook
+    ).misses_every_specific_term
