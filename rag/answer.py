@@ -2,9 +2,13 @@
 
 `ExtractiveAnswerer` quotes the sentences that the answerability judge and the coverage of the
 question rate best: it reads the top-ranked chunks the judge rated close to its best (unjudged:
-those ranked close to the best one), prefers sentences inside the window the judge read, and
-keeps them verbatim with a citation each: every quote is an exact substring of its chunk by
-construction, and `check_citations` proves it before anything leaves the service.
+those ranked close to the best one), starts from the sentence that covers the question best
+(preferring the window the judge read), then adds the sentences that cover what the chosen ones
+leave out, so a two-step question ("Where does the Pacers' Lance Stephenson play his home
+games?") gets both steps ("...plays for the Indiana Pacers." "They play their home games at
+Bankers Life Fieldhouse."). Quotes are verbatim with a citation each: every quote is an exact
+substring of its chunk by construction, and `check_citations` proves it before anything leaves
+the service.
 
     text, citations = ExtractiveAnswerer().answer(QueryTerms.of("Parental leave?"), ranked)
 """
@@ -40,8 +44,12 @@ class _Sentence:
 class ExtractiveAnswerer:
     depth: int = 3
     max_sentences: int = 3
-    # A further sentence must cover at least this share of the best sentence's score.
-    keep_ratio: float = 0.75
+    # A further sentence must cover question terms the chosen ones leave out, worth at least this
+    # share of the question (about one term in ten; calib split: reference answers quoted 0.739
+    # -> 0.890 of answered HaluEval questions against the old "score close to the best" rule).
+    min_gain: float = 0.05
+    # Among further sentences, those from the best sentence's own chunk continue its passage.
+    same_chunk_bonus: float = 0.02
     # Only chunks ranked close to the best one may contribute sentences: unjudged, by score
     # ratio; judged, within this many logits of the judge's best chunk.
     chunk_ratio: float = 0.7
@@ -57,15 +65,21 @@ class ExtractiveAnswerer:
             return "", []
         best = max(sentences, key=lambda s: (s.score, -s.candidate_rank, -s.position))
         chosen = [best]
-        covered = set(best.terms & query.content)
-        for s in sorted(sentences, key=lambda s: s.score, reverse=True):
-            if len(chosen) >= self.max_sentences or s.score < self.keep_ratio * best.score:
+        covered = best.terms & query.content
+
+        def gain(s: _Sentence) -> float:
+            fresh = query.coverage((s.terms & query.content) - covered)
+            return fresh + (self.same_chunk_bonus if s.candidate_rank == best.candidate_rank else 0)
+
+        while len(chosen) < self.max_sentences:
+            pool = [s for s in sentences if not any(_same(s.text, c.text) for c in chosen)]
+            if not pool:
                 break
-            new_terms = (s.terms & query.content) - covered
-            if s is best or not new_terms or any(_same(s.text, c.text) for c in chosen):
-                continue
+            s = max(pool, key=lambda s: (gain(s), -s.candidate_rank, -s.position))
+            if gain(s) < self.min_gain:
+                break
             chosen.append(s)
-            covered |= new_terms
+            covered |= s.terms & query.content
         chosen.sort(key=lambda s: (s.candidate_rank, s.position))
         citations = [
             Citation(marker=i, quote=s.text, candidate=usable[s.candidate_rank])

@@ -121,6 +121,16 @@ class ConfidenceModel:
         z = self.bias + sum(self.weights.get(k, 0.0) * v for k, v in evidence.features.items())
         return sigmoid(z)
 
+    def judge_logit_settling(self, threshold: float) -> float | None:
+        """The judge logit above which this model answers at `threshold` whatever else the
+        evidence holds, so the judge may stop reading there; None when another feature weighs
+        in (then every judged candidate counts) or the threshold is not a probability."""
+        weight = self.weights.get("judge_max", 0.0)
+        others = any(v for k, v in self.weights.items() if k != "judge_max")
+        if weight <= 0 or others or not 0.0 < threshold < 1.0:
+            return None
+        return (math.log(threshold / (1.0 - threshold)) - self.bias) / weight
+
     @classmethod
     def load(cls, path: Path | None = None) -> ConfidenceModel:
         data = json.loads((path or DEFAULT_CALIBRATION).read_text())

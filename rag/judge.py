@@ -127,12 +127,19 @@ class AnswerabilityJudge:
     def window(self, terms: QueryTerms, text: str) -> tuple[int, int]:
         return passage_window(terms, text, self.config.window_tokens, self.count_tokens)
 
-    def read(self, query: QueryTerms, candidates: Sequence[Candidate]) -> None:
-        """Judge each candidate's window; sets its `window` and `judge` logit."""
-        windows = [self.window(query, c.payload.text) for c in candidates]
-        texts = [c.payload.text[a:b] for c, (a, b) in zip(candidates, windows)]
-        for c, window, logit in zip(candidates, windows, self.logits(query.text, texts)):
-            c.window, c.judge = window, float(logit)
+    def read(
+        self, query: QueryTerms, candidates: Sequence[Candidate], stop_above: float | None = None
+    ) -> int:
+        """Judge the candidates' windows in rank order, setting each one's `window` and `judge`
+        logit; stop after the first logit above `stop_above` (the rest stay unjudged). Returns
+        how many were read."""
+        for read, c in enumerate(candidates, start=1):
+            a, b = self.window(query, c.payload.text)
+            (logit,) = self.logits(query.text, [c.payload.text[a:b]])
+            c.window, c.judge = (a, b), float(logit)
+            if stop_above is not None and c.judge > stop_above:
+                return read
+        return len(candidates)
 
     def logits(self, question: str, passages: Sequence[str]) -> np.ndarray:
         """Raw scores (log-odds) for each passage against the question.

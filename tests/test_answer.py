@@ -45,10 +45,34 @@ def test_heading_lines_are_not_the_answer():
 
 @pytest.mark.parametrize("limit", [1, 2])
 def test_never_more_than_max_sentences(limit: int):
+    # Every sentence adds a question term the others lack: only the limit stops them.
     text = " ".join(f"Leave rule {i} says leave is leave." for i in range(1, 10))
-    answerer = ExtractiveAnswerer(max_sentences=limit, keep_ratio=0.0)
+    answerer = ExtractiveAnswerer(max_sentences=limit)
     _, cites = answerer.answer(QueryTerms.of("leave rule 1 2 3 4 5?"), [candidate(text)])
     assert len(cites) == limit
+
+
+def test_a_two_step_question_gets_the_sentence_of_each_step():
+    text = (
+        "Lance Stephenson is an American basketball player for the Indiana Pacers. "
+        "The Pacers were founded in 1967. "
+        "They play their home games at Bankers Life Fieldhouse."
+    )
+    query = QueryTerms.of("Where does Lance Stephenson of the Indiana Pacers play his home games?")
+    answer, cites = ExtractiveAnswerer().answer(query, [candidate(text)])
+    assert [c.quote for c in cites] == [
+        "Lance Stephenson is an American basketball player for the Indiana Pacers.",
+        "They play their home games at Bankers Life Fieldhouse.",
+    ]
+    assert "founded" not in answer  # adds no term the first sentence lacks
+
+
+def test_a_sentence_that_adds_nothing_new_is_left_out():
+    text = "Parental leave lasts sixteen weeks. Parental leave is popular with parents."
+    _, cites = ExtractiveAnswerer().answer(
+        QueryTerms.of("How long is parental leave?"), [candidate(text)]
+    )
+    assert [c.quote for c in cites] == ["Parental leave lasts sixteen weeks."]
 
 
 def test_nothing_to_quote_gives_an_empty_answer():

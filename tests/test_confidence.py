@@ -52,6 +52,21 @@ def test_confidence_rises_with_a_positive_weight_feature():
     assert 0.0 < scores[0] < 0.5 < scores[-1] < 1.0
 
 
+def test_the_judge_logit_that_settles_the_gate_is_where_confidence_meets_the_threshold():
+    model = ConfidenceModel(weights={"judge_max": 0.6}, bias=1.3, threshold=0.56)
+    settle = model.judge_logit_settling(0.56)
+    assert settle is not None
+    at = {"judge_max": settle}
+    above = Evidence({"judge_max": settle + 1e-6}, [])
+    assert model.confidence(Evidence(at, [])) == pytest.approx(0.56)
+    assert model.confidence(above) > 0.56
+    # Another feature could still pull an answer under the threshold: no early verdict.
+    richer = ConfidenceModel(weights={"judge_max": 0.6, "dense_top": 1.0}, bias=1.3, threshold=0.5)
+    assert richer.judge_logit_settling(0.5) is None
+    assert model.judge_logit_settling(0.0) is None  # RAG_CONFIDENCE_THRESHOLD=0 answers all
+    assert model.judge_logit_settling(1.0) is None
+
+
 def test_model_file_round_trips(tmp_path: Path):
     model = ConfidenceModel(
         weights={"coverage_top": 1.5, "dense_top": -0.25},

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import candidate
 
 from rag.judge import DEFAULT_JUDGE_DIR, AnswerabilityJudge, passage_window, shared_judge
 from rag.terms import QueryTerms
@@ -116,6 +117,20 @@ def test_a_pairs_score_does_not_depend_on_the_others_and_odd_input_is_scored(jud
     assert judge.logits("q?", []).shape == (0,)
     long_question = "Why " * 3000 + "is leave sixteen weeks?"
     assert np.isfinite(judge.logits(long_question, [PINNED[0][1]])).all()
+
+
+@pytest.mark.integration
+def test_read_goes_in_rank_order_and_stops_at_the_first_logit_above_the_bar(judge):
+    query = QueryTerms.of(PINNED[0][0])
+    texts = [PINNED[1][1], PINNED[0][1], "Leave can be split into two blocks."]
+    full = [candidate(t, f"{i}.md") for i, t in enumerate(texts)]
+    assert judge.read(query, full) == 3
+    assert all(c.judge is not None and c.window is not None for c in full)
+    bar = (full[0].judge + full[1].judge) / 2  # the canteen is below it, the answer above
+    early = [candidate(t, f"{i}.md") for i, t in enumerate(texts)]
+    assert judge.read(query, early, stop_above=bar) == 2
+    assert [c.judge for c in early[:2]] == [c.judge for c in full[:2]]
+    assert early[2].judge is None and early[2].window is None
 
 
 @pytest.mark.slow
