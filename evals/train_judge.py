@@ -27,6 +27,7 @@ import numpy as np
 
 from evals.judge_data import base_tokenizer_file
 from rag.judge import DEFAULT_JUDGE_DIR, JUDGE_CONFIG, QUESTION_TOKENS, WINDOW_TOKENS
+from rag.onnx_export import export_bert
 
 SEED = 20261124
 MAX_LENGTH = QUESTION_TOKENS + WINDOW_TOKENS + 3  # [CLS] q [SEP] p [SEP]
@@ -150,24 +151,11 @@ def train(rows: list[dict[str, Any]], workdir: Path, epochs: int) -> Any:
 
 def export(model: Any, out: Path, workdir: Path) -> None:
     """fp32 ONNX via the TorchScript exporter, then dynamic int8 quantization of the weights."""
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    net = model.model.eval()
     sample = model.tokenizer(["a question"], ["a passage"], return_tensors="pt")
-    names = ["input_ids", "attention_mask", "token_type_ids"]
     fp32 = workdir / "model-fp32.onnx"
-    with torch.no_grad():
-        torch.onnx.export(
-            net,
-            tuple(sample[n] for n in names),
-            str(fp32),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
-            opset_version=17,
-            dynamo=False,
-        )
+    export_bert(model.model, sample, fp32, "logits")
     out.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(fp32), str(out / "model.onnx"), weight_type=QuantType.QInt8)
     shutil.copy(base_tokenizer_file(), out / "tokenizer.json")

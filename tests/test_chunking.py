@@ -85,3 +85,13 @@ def test_overlong_sentence_is_cut_to_fit(embedder):
     chunks = SemanticChunker(embedder, max_tokens=100).chunk_documents([doc])[0]
     assert len(chunks) >= 9
     assert all(p.token_count <= 100 for p in chunks)
+
+
+def test_questions_embedded_by_onnx_runtime_land_where_torch_puts_them(embedder):
+    questions = ["How long is parental leave?", "Wer hat 1999 den Preis gewonnen? ✓", "x" * 3000]
+    by_torch = embedder.embed_texts(questions)
+    by_onnx = np.stack([embedder.embed_query(q) for q in questions])
+    assert embedder._onnx_query_encoder() is not None, "the ONNX query encoder did not build"
+    assert by_onnx.dtype == np.float32
+    np.testing.assert_allclose(by_onnx, by_torch, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(by_onnx, axis=1), 1.0, atol=1e-5)
