@@ -1,14 +1,14 @@
 """Answerers turn ranked evidence into cited sentences. The default is extractive.
 
 `ExtractiveAnswerer` quotes the sentences that the answerability judge and the coverage of the
-question rate best: it reads the top-ranked chunks the judge rated close to its best (unjudged:
-those ranked close to the best one), starts from the sentence that covers the question best
-(preferring the window the judge read), then adds the sentences that cover what the chosen ones
-leave out, so a two-step question ("Where does the Pacers' Lance Stephenson play his home
-games?") gets both steps ("...plays for the Indiana Pacers." "They play their home games at
-Bankers Life Fieldhouse."). Quotes are verbatim with a citation each: every quote is an exact
-substring of its chunk by construction, and `check_citations` proves it before anything leaves
-the service.
+question rate best: it reads the chunks the judge read and rated close to its best (when no
+judge ran: those ranked close to the best one), starts from the sentence that covers the
+question best (preferring the window the judge read), then adds the sentences that cover what
+the chosen ones leave out, so a two-step question ("Where does the Pacers' Lance Stephenson
+play his home games?") gets both steps ("...plays for the Indiana Pacers." "They play their
+home games at Bankers Life Fieldhouse."). Quotes are verbatim with a citation each: every quote
+is an exact substring of its chunk by construction, and `check_citations` proves it before
+anything leaves the service.
 
     text, citations = ExtractiveAnswerer().answer(QueryTerms.of("Parental leave?"), ranked)
 """
@@ -93,8 +93,10 @@ class ExtractiveAnswerer:
         # only drops chunks it rates far below its best one.
         judged = [c.judge for c in top if c.judge is not None]
         if judged:
+            # A chunk the judge did not read (it stops once the gate is settled) is not quoted:
+            # "How long is parental leave?" must not gain "Passwords must be 14 characters long."
             floor = max(judged) - self.judge_margin
-            return [c for c in top if c.judge is None or c.judge >= floor]
+            return [c for c in top if c.judge is not None and c.judge >= floor]
         floor = self.chunk_ratio * top[0].score if top and top[0].score > 0 else float("-inf")
         return [c for i, c in enumerate(top) if i == 0 or c.score >= floor]
 

@@ -140,3 +140,13 @@ def test_the_judged_window_breaks_a_coverage_tie():
     judged = candidate(text, judge=3.0, window=(text.index("Parental"), len(text)))
     _, cites = ExtractiveAnswerer(max_sentences=1).answer(query, [judged])
     assert cites[0].quote == "Parental leave lasts sixteen weeks."
+
+
+def test_a_chunk_the_judge_did_not_read_is_not_quoted():
+    # The judge stopped after the first chunk (it settled the gate); the second shares "long".
+    leave = candidate("Parental leave lasts sixteen weeks.", "leave.md", judge=3.0)
+    passwords = candidate("Passwords must be at least 14 characters long.", "security.md")
+    _, cites = ExtractiveAnswerer().answer(
+        QueryTerms.of("How long is parental leave?"), [leave, passwords]
+    )
+    assert [c.candidate.payload.doc_id for c in cites] == ["leave.md"]
