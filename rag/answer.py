@@ -50,8 +50,8 @@ class ExtractiveAnswerer:
     min_gain: float = 0.05
     # Among further sentences, those from the best sentence's own chunk continue its passage.
     same_chunk_bonus: float = 0.02
-    # Only chunks ranked close to the best one may contribute sentences: unjudged, by score
-    # ratio; judged, within this many logits of the judge's best chunk.
+    # Only chunks close to the best one may contribute sentences: when the judge read some, those
+    # it rated within this many logits of its best; when no judge ran, by score ratio.
     chunk_ratio: float = 0.7
     judge_margin: float = 2.0
     # Sentences inside the window the judge read gain this much (coverage is in [0, 1]).

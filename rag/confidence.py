@@ -75,7 +75,7 @@ def evidence_features(query: QueryTerms, ranked: list[Candidate], depth: int = 3
     for c in ranked[1:depth]:
         union |= set(tokenize(c.payload.text))
     missing = query.missing_specific(union)
-    # The best single sentence: an answer is a sentence, and a question whose query are only
+    # The best single sentence: an answer is a sentence, and a question whose terms are only
     # spread over several passages (Hannibal here, Zama there) is not answered by any of them.
     best_cov, best_missing = 0.0, 1.0 if query.specific else 0.0
     for c in ranked[:depth]:

@@ -101,26 +101,27 @@ class SentenceTransformerEmbedder:
         return encoder.embed(text)
 
     def _onnx_query_encoder(self) -> _OnnxQueryEncoder | None:
-        """Built on the first question (ingestion never needs it); None where the model is not
-        a plain mean-pooled transformer or the export fails: torch then embeds questions too."""
+        """Built on the first question (ingestion never needs it); None where it cannot be:
+        torch then embeds questions too. Checked before the lock so that questions do not wait
+        on an ingestion batch holding it."""
         if self._query_encoder is None and not self._query_encoder_failed:
             with self._lock:
                 if self._query_encoder is None and not self._query_encoder_failed:
-                    modules = [type(m).__name__ for m in self._model]
-                    plain = modules in (
-                        ["Transformer", "Pooling"],
-                        ["Transformer", "Pooling", "Normalize"],
-                    )
-                    try:
-                        if not (plain and self.late_pooling):
-                            raise ValueError(f"not a mean-pooled transformer: {modules}")
-                        self._query_encoder = _OnnxQueryEncoder(
-                            self._model[0].auto_model, self._tokenizer, self.max_tokens
-                        )
-                    except Exception as exc:  # any export failure leaves torch in charge
-                        logger.warning("questions are embedded by torch: %s", exc)
-                        self._query_encoder_failed = True
+                    self._query_encoder = self._build_query_encoder()
+                    self._query_encoder_failed = self._query_encoder is None
         return self._query_encoder
+
+    def _build_query_encoder(self) -> _OnnxQueryEncoder | None:
+        modules = [type(m).__name__ for m in self._model]
+        plain = modules in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"])
+        if not (plain and self.late_pooling):
+            logger.warning("questions are embedded by torch: not a mean-pooled %s", modules)
+            return None
+        try:
+            return _OnnxQueryEncoder(self._model[0].auto_model, self._tokenizer, self.max_tokens)
+        except Exception as exc:  # any export failure leaves torch in charge
+            logger.warning("questions are embedded by torch: %s", exc)
+            return None
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character offsets of each word piece (special tokens excluded)."""

@@ -133,10 +133,10 @@ class AnswerabilityJudge:
         """Judge the candidates' windows in rank order, setting each one's `window` and `judge`
         logit; stop after the first logit above `stop_above` (the rest stay unjudged). Returns
         how many were read."""
+        question = self._trim_question(query.text)
         for read, c in enumerate(candidates, start=1):
             a, b = self.window(query, c.payload.text)
-            (logit,) = self.logits(query.text, [c.payload.text[a:b]])
-            c.window, c.judge = (a, b), float(logit)
+            c.window, c.judge = (a, b), self._logit(question, c.payload.text[a:b])
             if stop_above is not None and c.judge > stop_above:
                 return read
         return len(candidates)
@@ -149,16 +149,17 @@ class AnswerabilityJudge:
         batch-mates (the gate's verdict on one chunk must not depend on another), and without
         padding three pairs run faster one by one (p50 24 vs 27 ms, p95 32 vs 38 ms)."""
         q = self._trim_question(question)
-        out = np.zeros(len(passages), dtype=np.float32)
-        for i, encoding in enumerate(self._tokenizer.encode_batch([(q, p) for p in passages])):
-            feed = {
-                "input_ids": np.array([encoding.ids], dtype=np.int64),
-                "attention_mask": np.array([encoding.attention_mask], dtype=np.int64),
-                "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
-            }
-            (logit,) = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})
-            out[i] = float(np.asarray(logit).reshape(-1)[0])
-        return out
+        return np.array([self._logit(q, p) for p in passages], dtype=np.float32)
+
+    def _logit(self, trimmed_question: str, passage: str) -> float:
+        encoding = self._tokenizer.encode(trimmed_question, passage)
+        feed = {
+            "input_ids": np.array([encoding.ids], dtype=np.int64),
+            "attention_mask": np.array([encoding.attention_mask], dtype=np.int64),
+            "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
+        }
+        (logit,) = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})
+        return float(np.asarray(logit).reshape(-1)[0])
 
     def score(self, question: str, passages: Sequence[str]) -> np.ndarray:
         """P(passage answers question) for each passage."""
