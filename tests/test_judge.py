@@ -13,6 +13,7 @@ from factories import candidate
 
 from rag.judge import DEFAULT_JUDGE_DIR, AnswerabilityJudge, passage_window, shared_judge
 from rag.terms import QueryTerms
+from rag.verify import DEFAULT_VERIFIER_DIR
 
 
 def _words(texts: list[str]) -> list[int]:
@@ -160,3 +161,17 @@ def test_training_command_rebuilds_a_loadable_judge(tmp_path: Path):
     assert "Validation" in (out / "MODEL_CARD.md").read_text()
     trained = AnswerabilityJudge(out)
     assert trained.score("What colour is item 3?", ["Item 3 is blue."]).shape == (1,)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("model_dir", [DEFAULT_JUDGE_DIR, DEFAULT_VERIFIER_DIR])
+def test_shipped_models_keep_no_int8_weights(model_dir):
+    """int8 weights saturate in ONNX Runtime on x86 CPUs without VNNI (evals.train_judge.
+    uint8_weights); a VNNI machine passes the pinned-output tests either way, so check the file."""
+    import onnx
+
+    model = onnx.load(str(model_dir / "model.onnx"))
+    weights = {t.name: t.data_type for t in model.graph.initializer}
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert matmuls
+    assert all(weights[n.input[1]] == onnx.TensorProto.UINT8 for n in matmuls)
