@@ -4,8 +4,10 @@
     python -m evals.gate --write-baseline
 
 Sets: the first 200 HaluEval QA dev rows and a fixed, category-balanced subset of the
-fitz-gov dev cases (with only the documents they name). A metric fails the gate when it drops
-below its baseline by more than the tolerance; latency is reported, never gated (noisy).
+fitz-gov dev cases (with only the documents they name); the answer verifier on the same
+HaluEval rows (right vs hallucinated answers against their passages). A metric fails the gate
+when it drops below its baseline by more than the tolerance; latency is reported, never gated
+(noisy).
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ GATED = {
         "answers.answered_citing_relevant",
         "answers.citation_validity",
     ],
+    # The answer verifier of generated answers (evals.bench_verifier) on the same 200 rows.
+    # Its sample-corpus claims are prose of the product's own kind, where the model alone fails.
+    "verifier": [
+        "hallucinated_rejected",
+        "right_accepted",
+        "sample_claims.supported_accepted",
+        "sample_claims.unsupported_rejected",
+    ],
 }
 
 
@@ -46,12 +56,14 @@ def _get(report: dict[str, Any], dotted: str) -> float:
 
 def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
     """Ingest both sets into one fresh data dir and evaluate each; returns the reports."""
+    from evals.bench_verifier import sample_claim_figures, split_rows, verifier_figures
     from evals.metrics import summarize
     from evals.runner import read_dataset, run_dataset
     from ingestion.runner import IngestRequest
     from ingestion.service import make_ingestor
     from rag.pipeline import Services
     from rag.settings import Settings
+    from rag.verify import shared_verifier
 
     sets = {
         "halueval": build_halueval(workdir / "halueval", GATE_HALUEVAL_ROWS),
@@ -69,6 +81,9 @@ def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
             rows = read_dataset(dataset)
             results = run_dataset(services.asker, services.store, rows, ["verified"])
             reports[name] = summarize(results, {r["id"]: r for r in rows})
+        verifier = shared_verifier()
+        reports["verifier"] = verifier_figures(split_rows("gate"), verifier)
+        reports["verifier"]["sample_claims"] = sample_claim_figures(verifier)
         return reports
     finally:
         services.close()

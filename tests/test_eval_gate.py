@@ -24,6 +24,7 @@ def test_gate_catches_a_drop():
     baseline = {
         "halueval": dict.fromkeys(GATED["halueval"], 0.9),
         "fitzgov": dict.fromkeys(GATED["fitzgov"], 0.9),
+        "verifier": dict.fromkeys(GATED["verifier"], 0.9),
     }
     report = {
         "retrieval": {"recall@5": 0.95, "mrr@10": 0.85},
@@ -35,5 +36,13 @@ def test_gate_catches_a_drop():
         },
         "refusal": {"recall": 0.95},
     }
-    failures = regressions({"halueval": report, "fitzgov": report}, baseline)
-    assert failures == ["halueval retrieval.mrr@10: 0.8500 < baseline 0.9000 - 0.02"]
+    verifier = {
+        "hallucinated_rejected": 0.95,
+        "right_accepted": 0.8,
+        "sample_claims": {"supported_accepted": 0.95, "unsupported_rejected": 0.95},
+    }
+    failures = regressions({"halueval": report, "fitzgov": report, "verifier": verifier}, baseline)
+    assert failures == [
+        "halueval retrieval.mrr@10: 0.8500 < baseline 0.9000 - 0.02",
+        "verifier right_accepted: 0.8000 < baseline 0.9000 - 0.02",
+    ]
