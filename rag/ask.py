@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -73,6 +74,7 @@ class _Decision:
     detail: str | None = None
     answer: str | None = None
     citations: list[Citation] = field(default_factory=list)
+    generator: GeneratorInfo | None = None
 
 
 @dataclass
@@ -119,12 +121,15 @@ class AskPipeline:
         top_k: int = 5,
         allowed_tiers: list[str] | None = None,
         key_name: str | None = None,
+        on_sentence: Callable[[str], None] | None = None,
     ) -> AskResult:
+        """`on_sentence` receives each answer sentence once it is final (and, for generated
+        answers, verified): `/ask?stream=true` sends them as server-sent events."""
         clock = _Clock()
         now = utc_now()
         query = QueryTerms.of(question)
         if tiers:
-            decision = self._decide(query, tiers, top_k, clock)
+            decision = self._decide(query, tiers, top_k, clock, on_sentence)
             clock.lap("answer")  # the gate, and the answer when there is one
         else:
             decision = _Decision(reason="no_permitted_tiers")
@@ -162,7 +167,14 @@ class AskPipeline:
             clock.lap("judge")
         return found, ranked
 
-    def _decide(self, query: QueryTerms, tiers: list[str], top_k: int, clock: _Clock) -> _Decision:
+    def _decide(
+        self,
+        query: QueryTerms,
+        tiers: list[str],
+        top_k: int,
+        clock: _Clock,
+        on_sentence: Callable[[str], None] | None = None,
+    ) -> _Decision:
         found, ranked = self._rank(query, tiers, clock, settle=True)
         evidence = evidence_features(query, ranked)
         d = _Decision(found=found, ranked=ranked, evidence=evidence)
@@ -175,12 +187,13 @@ class AskPipeline:
             if evidence.missing_specific:
                 d.detail = "the sources never mention: " + ", ".join(evidence.missing_specific)
             return d
-        text, cites = self.answerer.answer(query, ranked[:top_k])
-        problems = check_citations(text, cites)
+        reply = self.answerer.answer(query, ranked[:top_k], on_sentence)
+        d.generator = reply.generator
+        problems = check_citations(reply.text, reply.citations, reply.verbatim)
         if problems:
             d.reason, d.detail = "citation_check_failed", "; ".join(problems)
         else:
-            d.answer, d.citations = text, cites
+            d.answer, d.citations = reply.text, reply.citations
         return d
 
     def _result(
@@ -213,7 +226,7 @@ class AskPipeline:
             retrieved=[c.brief() for c in d.ranked[:top_k]],
             closest_sources=closest if d.reason else [],
             tiers=tiers,
-            generator=GeneratorInfo(kind=self.answerer.kind),
+            generator=d.generator or GeneratorInfo(kind=self.answerer.kind),
             latency_ms=latency,
             trace_id=str(uuid.uuid4()),
         )
@@ -252,4 +265,5 @@ class AskPipeline:
                 for c in d.citations
             ],
             latency_ms=result.latency_ms,
+            generator=result.generator.model_dump() if d.generator else None,
         )

@@ -138,6 +138,8 @@ query_log = Table(
     Column("reranked", JSON, nullable=False),
     Column("cited", JSON, nullable=False),
     Column("latency_ms", JSON, nullable=False),
+    # Added in migration 4: the answer's generator block (provider, prompt version, cost).
+    Column("generator", JSON),
 )
 
 
@@ -161,10 +163,17 @@ def _v3_job_claims(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE ingest_jobs ADD COLUMN heartbeat_at {kind}"))
 
 
+def _v4_query_generator(conn: Connection) -> None:
+    present = {c["name"] for c in inspect(conn).get_columns("query_log")}
+    if "generator" not in present:
+        conn.execute(text("ALTER TABLE query_log ADD COLUMN generator JSON"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial,
     _v2_keys_and_query_log,
     _v3_job_claims,
+    _v4_query_generator,
 ]
 
 

@@ -12,13 +12,14 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
-from rag.answer import ExtractiveAnswerer
+from rag.answer import Answerer, ExtractiveAnswerer
 from rag.ask import AskPipeline
 from rag.auth import KeyStore
 from rag.bm25 import BM25Encoder
 from rag.catalog import Catalog
 from rag.confidence import ConfidenceModel
 from rag.db import connect
+from rag.durations import parse_duration
 from rag.embedding import SentenceTransformerEmbedder, shared_embedder
 from rag.jobs import JobLog
 from rag.judge import shared_judge
@@ -95,7 +96,7 @@ class Services:
             retriever=self.retriever,
             reranker=make_reranker(s.reranker),
             confidence=ConfidenceModel.load(s.calibration_file),
-            answerer=ExtractiveAnswerer(),
+            answerer=self.answerer,
             judge=shared_judge(s.judge_model),
             log=self.query_log,
             candidates=s.candidates,
@@ -104,7 +105,44 @@ class Services:
             judge_rerank=s.judge_rerank,
         )
 
+    @cached_property
+    def answerer(self) -> Answerer:
+        """Extractive by default; generative when LLM providers are configured, with the
+        extractive answerer as its fallback."""
+        s = self.settings
+        extractive = ExtractiveAnswerer()
+        if not s.llm_providers:
+            return extractive
+        from rag.generate import LLMAnswerer, PromptSet
+        from rag.llm import CircuitBreaker, ProviderClient
+        from rag.verify import DEFAULT_VERIFIER_DIR, ClaimVerifier, shared_verifier
+
+        cooldown = parse_duration(s.llm_breaker_cooldown).total_seconds()
+        verifier = (
+            shared_verifier(s.verifier_model)
+            if s.verifier_threshold is None
+            else ClaimVerifier(s.verifier_model or DEFAULT_VERIFIER_DIR, s.verifier_threshold)
+        )
+        return LLMAnswerer(
+            providers=[
+                ProviderClient(
+                    p, s.llm_retries, breaker=CircuitBreaker(s.llm_breaker_failures, cooldown)
+                )
+                for p in s.llm_providers
+            ],
+            prompts=PromptSet.load(s.prompts_dir),
+            verifier=verifier,
+            fallback=extractive,
+            count_tokens=shared_judge(s.judge_model).count_tokens,
+            context_tokens=s.llm_context_tokens,
+            # The least trusted tier's passages reach the model marked as untrusted material.
+            untrusted_tiers=frozenset(s.tiers[-1:]),
+        )
+
     def close(self) -> None:
+        closer = getattr(self.__dict__.get("answerer"), "close", None)
+        if closer is not None:
+            closer()  # a generative answerer holds one HTTP connection pool per provider
         if "store" in self.__dict__:
             self.store.close()
             del self.__dict__["store"]

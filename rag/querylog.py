@@ -27,6 +27,8 @@ class Trace:
     reranked: list[dict[str, Any]] = field(default_factory=list)
     cited: list[dict[str, Any]] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # How the answer was produced (GeneratorInfo); None for refusals before any answerer ran.
+    generator: dict[str, Any] | None = None
 
 
 class QueryLog:

@@ -136,6 +136,37 @@ def _normalise_question(q: str) -> str:
     return " ".join(re.findall(r"\w+", q.lower()))
 
 
+def _count_generator(
+    into: dict[tuple[str, str | None, str | None], dict[str, Any]], info: dict[str, Any] | None
+) -> None:
+    if not info:
+        return
+    provider = info.get("provider")
+    if provider is None and info.get("attempts"):
+        provider = info["attempts"][0]["provider"]  # a fallback: the provider that failed first
+    key = (info["kind"], provider, info.get("prompt_version"))
+    row = into.setdefault(
+        key,
+        {
+            "kind": key[0],
+            "provider": key[1],
+            "prompt_version": key[2],
+            "asks": 0,
+            "fallbacks": 0,
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "cost": 0.0,
+            "sentences_dropped": 0,
+        },
+    )
+    row["asks"] += 1
+    row["fallbacks"] += bool(info.get("fallback_reason"))
+    row["tokens_in"] += int(info.get("tokens_in") or 0)
+    row["tokens_out"] += int(info.get("tokens_out") or 0)
+    row["cost"] = round(row["cost"] + float(info.get("cost") or 0.0), 8)
+    row["sentences_dropped"] += len(info.get("dropped_sentences") or [])
+
+
 def hits_report(
     engine: Engine, catalog: Catalog, since: datetime, until: datetime
 ) -> dict[str, Any]:
@@ -159,6 +190,7 @@ def hits_report(
     gaps: Counter[str] = Counter()
     gap_example: dict[str, tuple[str, str]] = {}
     stages: dict[str, list[float]] = {s: [] for s in STAGES}
+    generators: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
     daily: dict[str, dict[str, Any]] = {}
     for r in rows:
         for tier in r["queried_tiers"]:
@@ -177,6 +209,7 @@ def hits_report(
             norm = _normalise_question(r["question"])
             gaps[norm] += 1
             gap_example[norm] = (r["question"], r["refusal_reason"])
+        _count_generator(generators, r["generator"])
         for stage in STAGES:
             if stage in (r["latency_ms"] or {}):
                 stages[stage].append(float(r["latency_ms"][stage]))
@@ -226,6 +259,10 @@ def hits_report(
             {"question": gap_example[q][0], "asked": n, "refusal_reason": gap_example[q][1]}
             for q, n in gaps.most_common(10)
         ],
+        # Which answerer, provider and prompt version answered, what it cost, and how often the
+        # generator fell back to the extractive answer (a changed prompt is a new row).
+        "generators": sorted(generators.values(), key=lambda g: -g["asks"]),
+        "cost_total": round(sum(g["cost"] for g in generators.values()), 6),
         "latency_ms": {
             stage: {"p50": _percentile(v, 50), "p95": _percentile(v, 95)}
             for stage, v in stages.items()

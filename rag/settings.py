@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.durations import parse_duration
+from rag.llm import ProviderConfig
 
 DEFAULT_TIERS = ("verified", "internal", "community", "unverified")
 
@@ -67,6 +68,21 @@ class Settings(BaseSettings):
     # Score multipliers per tier when tiers are merged; tiers not listed get the default map.
     tier_weights: dict[str, float] = Field(default_factory=dict)
 
+    # Generative answers: off unless providers are configured. OpenAI-compatible endpoints tried
+    # in order (DESIGN.md §3: name, base_url, model, api_key_env, timeout_s, prices per 1k).
+    llm_providers: list[ProviderConfig] = Field(default_factory=list)
+    llm_retries: int = Field(default=2, ge=0, le=5)
+    # A provider failing this many calls in a row is skipped for the cool-down.
+    llm_breaker_failures: int = Field(default=3, ge=1)
+    llm_breaker_cooldown: str = "30s"
+    llm_context_tokens: int = Field(default=1500, ge=100)
+    # Prompt files (system.md, answer.md); default: the ones shipped in rag/prompts.
+    prompts_dir: Path | None = None
+    # Answer verifier (default: the one shipped in this package, `make verifier` rebuilds it);
+    # RAG_VERIFIER_THRESHOLD overrides its calibrated threshold.
+    verifier_model: Path | None = None
+    verifier_threshold: float | None = Field(default=None, ge=0, le=1)
+
     max_file_bytes: int = 20 * 1024 * 1024
     default_ttl: str = "30d"
 
@@ -101,7 +117,7 @@ class Settings(BaseSettings):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
-    @field_validator("default_ttl", "sweep_interval", "job_stale_after")
+    @field_validator("default_ttl", "sweep_interval", "job_stale_after", "llm_breaker_cooldown")
     @classmethod
     def _check_ttl(cls, value: str) -> str:
         parse_duration(value)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # Namespace for chunk ids: uuid5(namespace, source|doc_id|index|hash) is stable across runs.
 CHUNK_NAMESPACE = uuid.UUID("5b0c7a52-2f5e-4d55-9a6b-2b8c1f3e7a10")
@@ -237,7 +237,21 @@ class CitationOut(BaseModel):
     age_days: float
 
 
+class ProviderAttempt(BaseModel):
+    provider: str
+    outcome: str  # "ok", "declined", or why its completion was not used
+
+
+class DroppedSentence(BaseModel):
+    sentence: str
+    reason: str
+
+
 class GeneratorInfo(BaseModel):
+    """How an answer was produced (DESIGN.md §3). The last three fields extend the contract:
+    each provider tried and what came of it, the generated sentences the verifier removed, and
+    the chunks kept out of the model's context as prompt injection."""
+
     kind: str
     provider: str | None = None
     prompt_version: str | None = None
@@ -245,6 +259,9 @@ class GeneratorInfo(BaseModel):
     tokens_out: int = 0
     cost: float = 0.0
     fallback_reason: str | None = None
+    attempts: list[ProviderAttempt] = Field(default_factory=list)
+    dropped_sentences: list[DroppedSentence] = Field(default_factory=list)
+    screened_chunks: list[str] = Field(default_factory=list)
 
 
 class AskResult(BaseModel):

@@ -50,10 +50,11 @@ def candidate(
     score: float = 1.0,
     judge: float | None = None,
     window: tuple[int, int] | None = None,
+    tier: str = "verified",
 ) -> Candidate:
     """A retrieved chunk of `text`, with the evidence scores a reranker reads (and, optionally,
     the answerability judge's logit for a window of it)."""
-    payload = chunk_payload(doc_id, text)
+    payload = chunk_payload(doc_id, text, tier=tier)
     return Candidate(
         payload,
         fused=score,

@@ -21,7 +21,8 @@ LEAVE = (
 
 def test_quotes_verbatim_sentences_with_markers():
     c = candidate(LEAVE)
-    text, cites = ExtractiveAnswerer().answer(QueryTerms.of("How long is parental leave?"), [c])
+    reply = ExtractiveAnswerer().answer(QueryTerms.of("How long is parental leave?"), [c])
+    text, cites = reply.text, reply.citations
     assert cites and all(ct.quote in LEAVE for ct in cites)
     assert [ct.marker for ct in cites] == list(range(1, len(cites) + 1))
     assert text == " ".join(f"{ct.quote} [{ct.marker}]" for ct in cites)
@@ -32,14 +33,18 @@ def test_quotes_verbatim_sentences_with_markers():
 
 def test_prefers_the_sentence_that_covers_the_question():
     text = "The office opens at eight. Passwords must be at least 14 characters long."
-    _, cites = ExtractiveAnswerer(max_sentences=1).answer(
-        QueryTerms.of("How long must passwords be?"), [candidate(text)]
+    cites = (
+        ExtractiveAnswerer(max_sentences=1)
+        .answer(QueryTerms.of("How long must passwords be?"), [candidate(text)])
+        .citations
     )
     assert [c.quote for c in cites] == ["Passwords must be at least 14 characters long."]
 
 
 def test_heading_lines_are_not_the_answer():
-    _, cites = ExtractiveAnswerer().answer(QueryTerms.of("parental leave"), [candidate(LEAVE)])
+    cites = (
+        ExtractiveAnswerer().answer(QueryTerms.of("parental leave"), [candidate(LEAVE)]).citations
+    )
     assert cites and all(c.quote != "Parental leave" for c in cites)
 
 
@@ -48,7 +53,7 @@ def test_never_more_than_max_sentences(limit: int):
     # Every sentence adds a question term the others lack: only the limit stops them.
     text = " ".join(f"Leave rule {i} says leave is leave." for i in range(1, 10))
     answerer = ExtractiveAnswerer(max_sentences=limit)
-    _, cites = answerer.answer(QueryTerms.of("leave rule 1 2 3 4 5?"), [candidate(text)])
+    cites = answerer.answer(QueryTerms.of("leave rule 1 2 3 4 5?"), [candidate(text)]).citations
     assert len(cites) == limit
 
 
@@ -59,7 +64,8 @@ def test_a_two_step_question_gets_the_sentence_of_each_step():
         "They play their home games at Bankers Life Fieldhouse."
     )
     query = QueryTerms.of("Where does Lance Stephenson of the Indiana Pacers play his home games?")
-    answer, cites = ExtractiveAnswerer().answer(query, [candidate(text)])
+    reply = ExtractiveAnswerer().answer(query, [candidate(text)])
+    answer, cites = reply.text, reply.citations
     assert [c.quote for c in cites] == [
         "Lance Stephenson is an American basketball player for the Indiana Pacers.",
         "They play their home games at Bankers Life Fieldhouse.",
@@ -69,14 +75,16 @@ def test_a_two_step_question_gets_the_sentence_of_each_step():
 
 def test_a_sentence_that_adds_nothing_new_is_left_out():
     text = "Parental leave lasts sixteen weeks. Parental leave is popular with parents."
-    _, cites = ExtractiveAnswerer().answer(
-        QueryTerms.of("How long is parental leave?"), [candidate(text)]
+    cites = (
+        ExtractiveAnswerer()
+        .answer(QueryTerms.of("How long is parental leave?"), [candidate(text)])
+        .citations
     )
     assert [c.quote for c in cites] == ["Parental leave lasts sixteen weeks."]
 
 
 def test_nothing_to_quote_gives_an_empty_answer():
-    assert ExtractiveAnswerer().answer(QueryTerms.of("parental leave"), []) == ("", [])
+    assert ExtractiveAnswerer().answer(QueryTerms.of("parental leave"), []).text == ""
 
 
 TEXT = "Leave lasts sixteen weeks. Pay is full."
@@ -127,7 +135,7 @@ def test_reads_the_chunk_the_judge_rated_best():
     wrong = candidate("Parental leave at Acme lasts ten weeks.", "acme.md", score=2.0, judge=-3.0)
     right = candidate("Parental leave here lasts sixteen weeks.", "ours.md", score=1.0, judge=2.5)
     query = QueryTerms.of("How long is parental leave?")
-    _, cites = ExtractiveAnswerer().answer(query, [wrong, right])
+    cites = ExtractiveAnswerer().answer(query, [wrong, right]).citations
     assert [c.candidate.payload.doc_id for c in cites] == ["ours.md"]
 
 
@@ -135,10 +143,10 @@ def test_the_judged_window_breaks_a_coverage_tie():
     # Both sentences cover the question equally; unjudged, the first one wins.
     text = "Leave is generous here. Parental leave lasts sixteen weeks."
     query = QueryTerms.of("How long is leave?")
-    first = ExtractiveAnswerer(max_sentences=1).answer(query, [candidate(text)])[1]
+    first = ExtractiveAnswerer(max_sentences=1).answer(query, [candidate(text)]).citations
     assert first[0].quote == "Leave is generous here."
     judged = candidate(text, judge=3.0, window=(text.index("Parental"), len(text)))
-    _, cites = ExtractiveAnswerer(max_sentences=1).answer(query, [judged])
+    cites = ExtractiveAnswerer(max_sentences=1).answer(query, [judged]).citations
     assert cites[0].quote == "Parental leave lasts sixteen weeks."
 
 
@@ -146,7 +154,9 @@ def test_a_chunk_the_judge_did_not_read_is_not_quoted():
     # The judge stopped after the first chunk (it settled the gate); the second shares "long".
     leave = candidate("Parental leave lasts sixteen weeks.", "leave.md", judge=3.0)
     passwords = candidate("Passwords must be at least 14 characters long.", "security.md")
-    _, cites = ExtractiveAnswerer().answer(
-        QueryTerms.of("How long is parental leave?"), [leave, passwords]
+    cites = (
+        ExtractiveAnswerer()
+        .answer(QueryTerms.of("How long is parental leave?"), [leave, passwords])
+        .citations
     )
     assert [c.candidate.payload.doc_id for c in cites] == ["leave.md"]

@@ -150,6 +150,11 @@ GENERATOR_KEYS = {
     "tokens_out",
     "cost",
     "fallback_reason",
+    # Beyond DESIGN.md §3: each provider tried, the sentences the verifier removed, the chunks
+    # screened out as prompt injection (empty lists on the extractive path).
+    "attempts",
+    "dropped_sentences",
+    "screened_chunks",
 }
 RETRIEVED_KEYS = {"doc_id", "chunk_id", "score", "tier", "source"}
 

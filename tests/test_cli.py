@@ -272,3 +272,56 @@ def test_eval_writes_results_and_report(ingested, tmp_path):
     assert summary["refusal"]["recall"] == 1.0 and summary["answers"]["contains_reference"] == 1.0
     assert summary["answers"]["citation_validity"] == 1.0
     assert json.loads(result.stdout) == summary
+
+
+def _fake_model(body: dict) -> str:
+    """Answers our answer prompt and ragas' judging prompts (faithfulness: statements, then
+    verdicts; answer relevancy: the question the answer answers)."""
+    import re
+
+    prompt = body["messages"][-1]["content"]
+    found = re.search(r"input: (\{.*\})\s*Output:\s*$", prompt, re.S)
+    if found is None:  # our own answer prompt
+        return "The Alpha servers restart every Sunday at 03:00 [1]."
+    data = json.loads(found.group(1))
+    if prompt.startswith("Given a question and an answer"):
+        return json.dumps({"statements": [data["answer"]]})
+    if prompt.startswith("Your task is to judge the faithfulness"):
+        verdicts = [{"statement": s, "reason": "stated", "verdict": 1} for s in data["statements"]]
+        return json.dumps({"statements": verdicts})
+    if prompt.startswith("Generate a question for the given answer"):
+        return json.dumps({"question": "When do the Alpha servers restart?", "noncommittal": 0})
+    raise AssertionError(prompt[:80])
+
+
+def test_eval_llm_metrics_run_against_an_llm_endpoint(ingested, tmp_path):
+    from fake_llm import FakeLLM, Respond
+
+    dataset = tmp_path / "ds.jsonl"
+    row = {
+        "id": "q1",
+        "question": "When do the Alpha servers restart?",
+        "relevant_doc_ids": ["a.md"],
+        "answerable": True,
+        "reference_answer": "Sunday at 03:00",
+    }
+    dataset.write_text(json.dumps(row) + "\n")
+    without = run(["eval", str(dataset), "--llm-metrics"], ingested)
+    assert without.returncode == 2 and "RAG_LLM_PROVIDERS" in without.stderr
+    with FakeLLM() as llm:
+        llm.script = [Respond(_fake_model)]
+        provider = {"name": "fake", "base_url": llm.base_url, "model": "fake-7b", "timeout_s": 10}
+        result = run(
+            ["eval", str(dataset), "--llm-metrics", "--json"],
+            ingested,
+            RAG_LLM_PROVIDERS=json.dumps([provider]),
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["generation"]["llm_answers"] == 1, report
+        judged = report["llm_metrics"]
+        assert judged["scored"] == 1 and judged["judge"]["provider"] == "fake"
+        assert judged["faithfulness"] == 1.0
+        assert judged["answer_relevancy"] == pytest.approx(1.0, abs=1e-3)
+        # The answer prompt, then ragas: 2 faithfulness calls and 3 relevancy calls.
+        assert len(llm.requests) == 1 + 2 + 3

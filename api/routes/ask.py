@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from api.auth import PrincipalDep
@@ -13,6 +21,7 @@ from rag.pipeline import Services
 from rag.types import AskResult, SearchResult
 
 router = APIRouter(tags=["ask"])
+log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 
@@ -38,20 +47,44 @@ def _tiers(services: Services, principal: Principal, requested: list[str] | None
         raise HTTPException(code, str(exc)) from exc
 
 
-@router.post("/ask")
+@router.post("/ask", response_model=AskResult)
 async def create_answer(
-    body: AskRequest, services: ServicesDep, principal: PrincipalDep
-) -> AskResult:
-    """Answer with a citation on every sentence, or refuse with a reason."""
+    body: AskRequest, services: ServicesDep, principal: PrincipalDep, stream: bool = False
+) -> Any:
+    """Answer with a citation on every sentence, or refuse with a reason.
+
+    With `?stream=true` the answer comes as server-sent events: `sentence` events, each a final
+    sentence with its citation markers (for generated answers: already verified), then one
+    `result` event holding the whole answer, which is authoritative (`error` if the ask
+    failed)."""
     tiers = _tiers(services, principal, body.tiers)
-    return await run_in_threadpool(
-        services.asker.ask,
-        body.question,
-        tiers,
-        body.top_k,
-        principal.tiers,
-        principal.name,
+    ask = functools.partial(
+        services.asker.ask, body.question, tiers, body.top_k, principal.tiers, principal.name
     )
+    if not stream:
+        return await run_in_threadpool(ask)
+    return StreamingResponse(_events(ask), media_type="text/event-stream")
+
+
+async def _events(ask: functools.partial[AskResult]) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def on_sentence(sentence: str) -> None:  # called on the worker thread
+        loop.call_soon_threadsafe(queue.put_nowait, sentence)
+
+    task = loop.run_in_executor(None, functools.partial(ask, on_sentence=on_sentence))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    while (sentence := await queue.get()) is not None:
+        yield f"event: sentence\ndata: {json.dumps({'text': sentence})}\n\n"
+    try:
+        result = task.result()
+    except Exception:  # the body has started: the failure can only be reported in-band
+        log.exception("streamed ask failed")
+        detail = json.dumps({"detail": "the ask failed; see the server log"})
+        yield f"event: error\ndata: {detail}\n\n"
+        return
+    yield f"event: result\ndata: {result.model_dump_json()}\n\n"
 
 
 @router.post("/search")
