@@ -1,5 +1,6 @@
 """Who may read what: API keys map to trust tiers. With no key configured, only loopback
-clients are served (the log says so at start-up)."""
+clients are served (the log says so at start-up). Each key's requests are rate limited
+(`api.limits.RateLimiter`); unknown keys are refused before they count."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from api.deps import ServicesDep
+from api.limits import RateLimiter
 from rag.auth import Principal
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
@@ -37,6 +39,8 @@ def current_principal(request: Request, services: ServicesDep) -> Principal:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
         )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(token.strip())
     return principal
 
 

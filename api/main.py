@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.limits import BodyLimit, RateLimiter
 from api.routes import ask, health, jobs, reports, sources
 from ingestion.host import IngestionHost
 from rag.pipeline import Services
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.close()
 
     app = FastAPI(title="ragops", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst)
     app.include_router(health.router)
     app.include_router(ask.router)
     app.include_router(sources.router)

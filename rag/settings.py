@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     # Score multipliers per tier when tiers are merged; tiers not listed get the default map.
     tier_weights: dict[str, float] = Field(default_factory=dict)
 
+    # HTTP limits. A body over this many bytes is refused (413) before it is read whole; the
+    # body must arrive within the timeout (408). Each API key may make this many requests a
+    # minute on average, bursts up to the burst size (429 with Retry-After); 0 turns it off.
+    # Loopback without keys is never rate limited: there is no key to count against.
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    rate_limit_per_min: float = Field(default=600.0, ge=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+
     # Generative answers: off unless providers are configured. OpenAI-compatible endpoints tried
     # in order (DESIGN.md §3: name, base_url, model, api_key_env, timeout_s, prices per 1k).
     llm_providers: list[ProviderConfig] = Field(default_factory=list)

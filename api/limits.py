@@ -1,0 +1,128 @@
+"""Request limits: a body cap answered 413 before the body is read whole, a deadline for
+reading the body (408), and a token bucket per API key (429 with `Retry-After`).
+
+Without them a 500 MB `/ask` body was read into memory before validation said 422, a client
+trickling its body held a worker forever, and one key could take the whole machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import HTTPException, status
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+
+
+class BodyLimit:
+    """ASGI middleware. A declared `Content-Length` over `max_bytes` is refused before any of
+    the body is read; a chunked body is counted as it arrives and refused once it passes the
+    cap. The body must arrive within `timeout_s` (after it, the connection is only watched
+    for a disconnect, which may take as long as a streamed answer does)."""
+
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _refuse(send, status.HTTP_413_CONTENT_TOO_LARGE, self._too_large())
+            return
+        received = 0
+        done = False
+
+        async def limited() -> Message:
+            nonlocal received, done
+            if done:
+                return await receive()  # type: ignore[no-any-return]
+            try:
+                message: Message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                raise HTTPException(
+                    status.HTTP_408_REQUEST_TIMEOUT,
+                    f"the request body did not arrive within {self.timeout_s:g} s",
+                ) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException: FastAPI passes it through its body parsing untouched.
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self._too_large())
+                done = not message.get("more_body", False)
+            else:
+                done = True
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _too_large(self) -> str:
+        return f"request body over {self.max_bytes} bytes (RAG_MAX_BODY_BYTES)"
+
+
+async def _refuse(send: Send, code: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RateLimiter:
+    """A token bucket per API key: `per_minute` requests a minute on average, up to `burst` at
+    once. `take` answers 0.0 when the request may go ahead, else the seconds until it may."""
+
+    def __init__(
+        self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(max(1, burst))
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def take(self, key: str) -> float:
+        if not self.enabled:
+            return 0.0
+        # Buckets are keyed by a digest: the process never keeps a usable key in memory.
+        who = hashlib.sha256(key.encode()).hexdigest()
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(who, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[who] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[who] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+    def check(self, key: str) -> None:
+        """Raise 429 with `Retry-After` (whole seconds, rounded up) when `key` is over its rate."""
+        wait = self.take(key)
+        if wait > 0:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"rate limit of {self.rate * 60:g} requests a minute per key exceeded "
+                "(RAG_RATE_LIMIT_PER_MIN)",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
