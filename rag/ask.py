@@ -28,7 +28,7 @@ from rag.metrics import ASKS, STAGE_SECONDS
 from rag.querylog import QueryLog, Trace
 from rag.rerank import Reranker
 from rag.retrieval import HybridRetriever
-from rag.terms import QueryTerms
+from rag.terms import QueryTerms, clean_question
 from rag.types import (
     AskResult,
     Candidate,
@@ -98,6 +98,7 @@ class AskPipeline:
     def search(self, question: str, tiers: list[str], top_k: int = 5) -> SearchResult:
         """Retrieval only: reranked (and judged) candidates with their scores, no answer."""
         clock = _Clock()
+        question = clean_question(question)
         query = QueryTerms.of(question)
         _, ranked = self._rank(query, tiers, clock)
         hits = [
@@ -127,6 +128,7 @@ class AskPipeline:
         answers, verified): `/ask?stream=true` sends them as server-sent events."""
         clock = _Clock()
         now = utc_now()
+        question = clean_question(question)
         query = QueryTerms.of(question)
         if tiers:
             decision = self._decide(query, tiers, top_k, clock, on_sentence)

@@ -27,6 +27,15 @@ _SPECIFIC = re.compile(r"\b(?:[A-Z][\w'-]*|\w*\d\w*|[A-Z]{2,}\w*)\b")
 _QUOTED = re.compile(r"[\"“']([^\"”']{2,})[\"”']")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def clean_question(text: str) -> str:
+    """Control characters (NUL, escape codes, line breaks) become single spaces: NUL cannot be
+    stored in PostgreSQL text (the query log), and none of them means anything in a question."""
+    return _CONTROL.sub(" ", text).strip()
+
+
 @dataclass(frozen=True)
 class QueryTerms:
     """A question's analysis, built once per ask and handed to every stage."""

@@ -197,6 +197,7 @@ def test_search_returns_ranked_chunks(client):
     [
         ({"question": ""}, "at least 1 character"),
         ({"question": "   "}, "must not be blank"),
+        ({"question": "\x00\x1b\n"}, "must not be blank"),
         ({"question": "x" * 2001}, "at most 2000 characters"),
         ({"question": "ok?", "top_k": 0}, "greater than or equal to 1"),
         ({"question": "ok?", "tiers": ["secret"]}, "unknown tier(s) secret"),
@@ -259,3 +260,12 @@ def test_expired_chunks_are_never_served(client, tmp_path: Path):
     answer = client.post("/ask", json=question).json()
     assert "sale.md" not in {c["doc_id"] for c in answer["citations"]}
     assert "sale.md" not in {c["doc_id"] for c in answer["closest_sources"]}
+
+
+def test_control_characters_in_a_question_are_cleaned_on_every_database(services_factory, db_url):
+    """PostgreSQL cannot store NUL in text: a question carrying one was a 500 on the query log."""
+    services = services_factory(database_url=db_url)
+    result = services.asker.ask("How long\x00 must passwords be?\x1b[0m 🔐", ["verified"])
+    assert result.question == "How long  must passwords be? [0m 🔐"
+    trace = services.query_log.get(result.trace_id)
+    assert trace is not None and trace.question == result.question

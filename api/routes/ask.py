@@ -18,6 +18,7 @@ from api.auth import PrincipalDep
 from api.deps import ServicesDep
 from rag.auth import Principal, TierError, resolve_tiers
 from rag.pipeline import Services
+from rag.terms import clean_question
 from rag.types import AskResult, SearchResult
 
 router = APIRouter(tags=["ask"])
@@ -34,9 +35,10 @@ class AskRequest(BaseModel):
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+        value = clean_question(value)
+        if not value:
             raise ValueError("question must not be blank")
-        return value.strip()
+        return value
 
 
 def _tiers(services: Services, principal: Principal, requested: list[str] | None) -> list[str]:
