@@ -6,7 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from api.limits import BodyLimit, RateLimiter
 from api.routes import ask, health, jobs, reports, sources
@@ -45,6 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # What was wrong and where, without echoing the input: a 50 kB question came back
+        # whole in its 422, and `"top_k": 1e309` (infinity) could not be written as JSON at
+        # all, which made the 422 a 500.
+        errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     app.include_router(health.router)
     app.include_router(ask.router)
     app.include_router(sources.router)

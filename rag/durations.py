@@ -7,6 +7,8 @@ from datetime import timedelta
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+# Longer is not a TTL but a typo, and a timestamp that far out overflows (year 9999).
+MAX_DURATION = timedelta(days=36500)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -19,4 +21,10 @@ def parse_duration(text: str) -> timedelta:
     value = float(match.group(1))
     if value <= 0:
         raise ValueError(f"invalid duration {text!r}: must be greater than zero")
-    return timedelta(**{_UNITS[match.group(2)]: value})
+    try:
+        duration = timedelta(**{_UNITS[match.group(2)]: value})
+    except OverflowError:
+        duration = timedelta.max
+    if duration > MAX_DURATION:
+        raise ValueError(f"invalid duration {text!r}: at most 100 years (36500d)")
+    return duration

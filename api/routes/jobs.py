@@ -31,6 +31,8 @@ class JobCreate(BaseModel):
             raise ValueError("give a declared `source`, or a `path` with a `tier`")
         if self.path and not self.tier:
             raise ValueError("`tier` is required with `path`")
+        if self.path and any(ord(ch) < 32 for ch in self.path):
+            raise ValueError("`path` must not contain control characters")
         if self.ttl is not None:
             parse_duration(self.ttl)
         return self
@@ -59,7 +61,12 @@ def create_job(
             else IngestRequest(spec.name, spec.tier, spec.path, body.ttl, "api")
         )
     else:
-        path = Path(body.path).expanduser().resolve()
+        try:
+            path = Path(body.path).expanduser().resolve()
+        except RuntimeError as exc:  # "~someone" with no such user
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"cannot expand path {body.path!r}: {exc}"
+            ) from exc
         roots = [r.resolve() for r in settings.ingest_roots]
         if not any(path == r or path.is_relative_to(r) for r in roots):
             raise HTTPException(
