@@ -513,6 +513,7 @@ def _print_freshness(data: dict[str, Any]) -> None:
         "status",
         "expiring 24h",
         "expired unswept",
+        "flagged",
         title="Freshness",
     )
     for s in data["sources"]:
@@ -527,11 +528,14 @@ def _print_freshness(data: dict[str, Any]) -> None:
             "[red]overdue[/red]" if s["overdue"] else "[green]ok[/green]",
             str(s["chunks_expiring_24h"]),
             str(s["chunks_expired_unswept"]),
+            f"[red]{s['chunks_flagged']}[/red]" if s["chunks_flagged"] else "0",
         )
     out.print(table)
     for s in data["sources"]:
         for f in s["last_failures"]:
             out.print(f"[red]failed[/red] {s['source']}/{f['path']}: {f['reason']}")
+        for f in s["flagged"]:
+            out.print(f"[red]flagged[/red] {s['source']}/{f['doc_id']}: {f['reason']}")
         if s["last_error"]:
             out.print(f"[red]{s['source']} last error:[/red] {s['last_error']}")
 

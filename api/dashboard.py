@@ -135,6 +135,7 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
         )
         if s["last_error"]:
             failures += f"<div class=bad>{escape(s['last_error'][:160])}</div>"
+        flagged = "; ".join(f"{f['doc_id']}: {f['reason']}" for f in s["flagged"])
         source_rows.append(
             f"<tr><td><b>{name}</b></td><td>{escape(s['tier'])}</td>"
             f'<td class="n">{_num(s["documents"], f"documents:{name}")}</td>'
@@ -147,6 +148,8 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
             f"{_num('overdue' if s['overdue'] else 'ok', f'overdue:{name}')}</td>"
             f'<td class="n">{_num(s["chunks_expiring_24h"], f"expiring:{name}")}</td>'
             f'<td class="n">{_num(s["chunks_expired_unswept"], f"unswept:{name}")}</td>'
+            f'<td class="n {"bad" if s["chunks_flagged"] else ""}" '
+            f'title="{escape(flagged)}">{_num(s["chunks_flagged"], f"flagged:{name}")}</td>'
             f"<td>{failures or '<span class=muted>none</span>'}</td></tr>"
         )
     tier_rows = "".join(
@@ -154,7 +157,8 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
         f'<td class="n">{_num(t["documents"], "tier_documents:" + t["tier"])}</td>'
         f'<td class="n">{_num(t["chunks"], "tier_chunks:" + t["tier"])}</td>'
         f'<td class="n">{_num(t["chunks_expiring_24h"])}</td>'
-        f'<td class="n">{_num(t["chunks_expired_unswept"])}</td></tr>'
+        f'<td class="n">{_num(t["chunks_expired_unswept"])}</td>'
+        f'<td class="n">{_num(t["chunks_flagged"])}</td></tr>'
         for t in freshness["tiers"]
     )
     ages = _age_chart(freshness["sources"])
@@ -201,9 +205,10 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
 <section class="wide"><h2>Freshness per source</h2><table>
 <tr><th>source</th><th>tier</th><th>docs</th><th>chunks</th><th>newest / oldest</th>
 <th>last refresh</th><th>next run</th><th>status</th><th>expiring 24 h</th>
-<th>expired, unswept</th><th>last failures</th></tr>{"".join(source_rows)}</table></section>
+<th>expired, unswept</th><th>flagged as injection</th><th>last failures</th></tr>
+{"".join(source_rows)}</table></section>
 <section><h2>Tiers</h2><table><tr><th>tier</th><th>docs</th><th>chunks</th>
-<th>expiring 24 h</th><th>expired, unswept</th></tr>{tier_rows}</table></section>
+<th>expiring 24 h</th><th>expired, unswept</th><th>flagged</th></tr>{tier_rows}</table></section>
 <section><h2>Document age per source</h2>{ages}</section>
 <section><h2>Answer rate per day</h2>
 {_columns([(d["date"], d["answer_rate"]) for d in hits["daily"]])}</section>

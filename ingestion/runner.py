@@ -21,6 +21,7 @@ from ingestion.loaders import LoadError, discover, load_file, read_jsonl
 from rag.bm25 import BM25Encoder
 from rag.catalog import Catalog, DocumentState
 from rag.durations import parse_duration
+from rag.injection import injection_reason
 from rag.jobs import FileResult, JobLog, JobRecord
 from rag.store import ChunkFilter, VectorStore
 from rag.types import (
@@ -285,6 +286,7 @@ class Ingestor:
             doc_hash=doc.content_hash,
             version=version,
             token_count=piece.token_count,
+            injection=injection_reason(chunk.text),
         )
         return ChunkPoint(
             payload=payload,

@@ -106,6 +106,7 @@ def freshness_report(
                 )
                 if src.tier in store.tiers
                 else 0,
+                **_flagged(store, src.tier, src.name),
                 "last_job": last_job.to_dict(with_files=False) if last_job else None,
                 "last_failures": failures,
                 "age_distribution": {label: ages.get(label, 0) for label, _ in AGE_BUCKETS},
@@ -122,6 +123,7 @@ def freshness_report(
                 "chunks": store.count(tier),
                 "chunks_expiring_24h": sum(s["chunks_expiring_24h"] for s in rows),
                 "chunks_expired_unswept": store.count(tier, ChunkFilter(expired_at=now)),
+                "chunks_flagged": store.count(tier, ChunkFilter(flagged=True)),
             }
         )
     return {
@@ -130,6 +132,23 @@ def freshness_report(
         "sources": sources,
         "tiers": tiers,
     }
+
+
+FLAGGED_SHOWN = 5
+
+
+def _flagged(store: VectorStore, tier: str, source: str) -> dict[str, Any]:
+    """The source's chunks flagged at ingestion as trying to instruct a model: how many, and
+    the first few with their reason (an operator reads these before trusting the source)."""
+    if tier not in store.tiers:
+        return {"chunks_flagged": 0, "flagged": []}
+    where = ChunkFilter(source=source, flagged=True)
+    shown = []
+    for p in store.scroll(tier, where, batch=FLAGGED_SHOWN):
+        shown.append({"doc_id": p.doc_id, "chunk_id": p.chunk_id, "reason": p.injection})
+        if len(shown) == FLAGGED_SHOWN:
+            break
+    return {"chunks_flagged": store.count(tier, where), "flagged": shown}
 
 
 def _normalise_question(q: str) -> str:

@@ -99,6 +99,9 @@ class ChunkPayload:
     doc_hash: str
     version: int
     token_count: int
+    # Why the chunk reads as an instruction to a model (`rag.injection`), or None. Set at
+    # ingestion, shown in the freshness report; such chunks never enter an LLM's context.
+    injection: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -48,6 +48,8 @@ class ChunkFilter:
     live_at: datetime | None = None
     # Only chunks whose expires_at is at or before this instant (the expiry sweep).
     expired_at: datetime | None = None
+    # Only chunks flagged at ingestion as trying to instruct a model (payload `injection`).
+    flagged: bool = False
 
 
 class ConditionFactory(Protocol):
@@ -60,6 +62,8 @@ class ConditionFactory(Protocol):
     def after(self, key: str, instant: datetime) -> Any: ...
 
     def at_or_before(self, key: str, instant: datetime) -> Any: ...
+
+    def is_empty(self, key: str) -> Any: ...
 
 
 def conditions(where: ChunkFilter, spell: ConditionFactory) -> tuple[list[Any], list[Any]]:
@@ -78,6 +82,8 @@ def conditions(where: ChunkFilter, spell: ConditionFactory) -> tuple[list[Any], 
         must.append(spell.after("expires_at", where.live_at))
     if where.expired_at is not None:
         must.append(spell.at_or_before("expires_at", where.expired_at))
+    if where.flagged:
+        must_not.append(spell.is_empty("injection"))  # missing and null count as empty
     return must, must_not
 
 

@@ -47,6 +47,9 @@ class _Spell:
     def at_or_before(self, key: str, instant: datetime) -> Any:
         return qe.FieldCondition(key=key, range=qe.RangeDateTime(lte=iso(instant)))
 
+    def is_empty(self, key: str) -> Any:
+        return qe.IsEmptyCondition(key)
+
 
 def _filter(where: ChunkFilter | None) -> qe.Filter | None:
     if where is None:

@@ -42,6 +42,9 @@ class _Spell:
     def at_or_before(self, key: str, instant: datetime) -> Any:
         return models.FieldCondition(key=key, range=models.DatetimeRange(lte=instant))
 
+    def is_empty(self, key: str) -> Any:
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+
 
 def _filter(where: ChunkFilter | None) -> models.Filter | None:
     if where is None:
