@@ -34,13 +34,14 @@ def current_principal(request: Request, services: ServicesDep) -> Principal:
             "missing API key: send `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = keys.principal(token.strip())
+    token = token.strip()
+    principal = keys.principal(token)
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
         )
     limiter: RateLimiter = request.app.state.rate_limiter
-    limiter.check(token.strip())
+    limiter.check(token)
     return principal
 
 

@@ -44,19 +44,29 @@ def claim_text(question: str, claim: str) -> str:
 
 def unsupported_specifics(question: str, claim: str, passages: Sequence[str]) -> list[str]:
     """The claim's names and numbers that neither the passages nor the question contain."""
-    seen = set(tokenize(question))
-    for p in passages:
-        seen |= set(tokenize(p))
-    return sorted(QueryTerms.of(claim).specific - seen)
+    return _unsupported(question, claim, _terms(passages))
 
 
 def restated_terms(question: str, claim: str, passages: Sequence[str]) -> tuple[int, float]:
     """How many content terms the claim adds to the question, and the share of them found in
     the passages."""
-    asked = set(tokenize(question))
+    return _restated(question, claim, _terms(passages))
+
+
+def _terms(texts: Sequence[str]) -> set[str]:
     seen: set[str] = set()
-    for p in passages:
-        seen |= set(tokenize(p))
+    for text in texts:
+        seen |= set(tokenize(text))
+    return seen
+
+
+# Both rules read the passages' terms: `ClaimVerifier.check` tokenizes them once for both.
+def _unsupported(question: str, claim: str, seen: set[str]) -> list[str]:
+    return sorted(QueryTerms.of(claim).specific - seen - set(tokenize(question)))
+
+
+def _restated(question: str, claim: str, seen: set[str]) -> tuple[int, float]:
+    asked = set(tokenize(question))
     new = [t for t in QueryTerms.of(claim).content if t not in asked]
     return len(new), (sum(t in seen for t in new) / len(new) if new else 1.0)
 
@@ -115,8 +125,9 @@ class ClaimVerifier:
             return ClaimCheck(False, 0.0, -1, [])
         probs = self.probabilities(question, claim, passages)
         best = max(range(len(probs)), key=probs.__getitem__)
-        missing = unsupported_specifics(question, claim, passages) if self.use_overlap else []
-        new_terms, share = restated_terms(question, claim, passages)
+        seen = _terms(passages)
+        missing = _unsupported(question, claim, seen) if self.use_overlap else []
+        new_terms, share = _restated(question, claim, seen)
         restated = self.restatement is not None and self.restatement.accepts(new_terms, share)
         supported = (probs[best] >= self.threshold or restated) and not missing
         return ClaimCheck(supported, round(probs[best], 4), best, missing, round(share, 4))
