@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
+import unicodedata
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +26,14 @@ from rag.types import LoadedDocument, SectionSpan
 TEXT_EXTENSIONS = {".txt", ".md", ".markdown", ".html", ".htm", ".csv", ".json"}
 BINARY_EXTENSIONS = {".pdf", ".docx", ".pptx", ".eml"}
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | BINARY_EXTENSIONS
+# Office files are zip archives. Their XML compresses about 5-20x; a decompression bomb packs
+# hundreds of megabytes into a few hundred kilobytes (1000x), and python-docx would read the
+# whole member into memory before any parser limit applied.
+ZIP_EXTENSIONS = {".docx", ".pptx"}
+MAX_MEMBER_RATIO = 100
+RATIO_CHECK_FROM = 1 << 20  # small members compress better than any real bomb ratio suggests
+# What a file may unpack to (zip members, PDF streams), as a multiple of its size limit.
+MAX_EXPANSION = 10
 
 
 class LoadError(Exception):
@@ -37,15 +49,48 @@ class Block:
 
 
 def discover(root: Path) -> list[Path]:
-    """Every regular file below root, hidden files and folders skipped, in a stable order."""
+    """Every file below root, hidden files and folders skipped, in a stable order.
+
+    Links to folders are listed too (they are never walked), so `check_location` can report
+    them instead of their content silently missing from the index.
+    """
     out = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.is_file():
+        if path.is_file() or (path.is_symlink() and path.is_dir()):
             out.append(path)
     return out
+
+
+def printable_name(name: str) -> str:
+    """A file name safe to show in job results, logs and terminals: control characters and
+    undecodable bytes escaped, everything else (accents, CJK) kept."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif unicodedata.category(ch) in ("Cc", "Cs"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def check_location(path: Path, root: Path) -> None:
+    """Refuse what must not be read as a document of this source: links leading out of the
+    source root, links to folders, and names that would corrupt logs, terminals and the ops
+    database (control characters, bytes that are not UTF-8)."""
+    rel = path.relative_to(root).as_posix()
+    if printable_name(rel) != rel:
+        raise LoadError("file name contains control characters or is not UTF-8; rename the file")
+    if path.is_symlink():
+        if path.is_dir():
+            raise LoadError("symbolic link to a folder; links to folders are not followed")
+        if not path.resolve().is_relative_to(root.resolve()):
+            raise LoadError("symbolic link pointing outside the source root; not followed")
 
 
 def assemble(
@@ -116,17 +161,20 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadedDocument:
             f"unsupported file type {ext or '(no extension)'!r}; supported: "
             + ", ".join(sorted(SUPPORTED_EXTENSIONS))
         )
-    size = path.stat().st_size
+    before = path.stat()
+    size = before.st_size
     if size == 0:
         raise LoadError("empty file")
     if size > max_bytes:
         raise LoadError(
             f"file is {size} bytes, over the {max_bytes}-byte limit (RAG_MAX_FILE_BYTES)"
         )
-    modified_at = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    modified_at = datetime.fromtimestamp(before.st_mtime, tz=UTC)
+    if ext in ZIP_EXTENSIONS:
+        _check_archive(path, max_bytes * MAX_EXPANSION)
     try:
         if ext == ".pdf":
-            blocks = _pdf_blocks(path)
+            blocks = _pdf_blocks(path, max_bytes * MAX_EXPANSION)
         elif ext == ".json":
             blocks = _json_blocks(decode_text(path.read_bytes()))
         elif ext in TEXT_EXTENSIONS:
@@ -137,6 +185,15 @@ def load_file(path: Path, doc_id: str, max_bytes: int) -> LoadedDocument:
         raise
     except Exception as exc:  # parsers raise many types; the job must go on with the next file
         raise LoadError(f"cannot parse {ext[1:]} file: {type(exc).__name__}: {exc}") from exc
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    ):
+        # What was parsed may mix two versions; the index keeps the last good one until the
+        # next run reads the file at rest.
+        raise LoadError("file changed while being read; it will be read again on the next run")
     # PDF "headings" are page markers, not titles.
     headed = [b.heading_path[0] for b in blocks if b.heading_path and ext != ".pdf"]
     title = headed[0] if headed else path.stem
@@ -229,10 +286,65 @@ def _json_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def _pdf_blocks(path: Path) -> list[Block]:
+def _check_archive(path: Path, max_total: int) -> None:
+    """Refuse zip bombs from the archive's directory, before any member is inflated.
+
+    zipfile stops reading a member at its declared size, so the declared sizes bound memory.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        kind = path.suffix[1:]
+        raise LoadError(f"cannot parse {kind} file: not a valid zip archive ({exc})") from exc
+    total = sum(m.file_size for m in members)
+    if total > max_total:
+        raise LoadError(
+            f"archive unpacks to {total} bytes, over the {max_total}-byte limit "
+            f"({MAX_EXPANSION} x RAG_MAX_FILE_BYTES): refused as a possible zip bomb"
+        )
+    for m in members:
+        if m.file_size >= RATIO_CHECK_FROM and m.file_size > MAX_MEMBER_RATIO * max(
+            m.compress_size, 1
+        ):
+            raise LoadError(
+                f"archive member {m.filename!r} expands {m.file_size // max(m.compress_size, 1)}x "
+                f"(limit {MAX_MEMBER_RATIO}x): refused as a possible zip bomb"
+            )
+
+
+class _BoundedZlib(threading.local):
+    """Stands in for the `zlib` module inside pdfminer: FlateDecode streams inflate within the
+    file's remaining expansion budget instead of without limit (a PDF can be a zip bomb too)."""
+
+    error = zlib.error
+    decompressobj = staticmethod(zlib.decompressobj)
+
+    def __init__(self) -> None:
+        self.budget = 0
+
+    def decompress(self, data: bytes) -> bytes:
+        inflater = zlib.decompressobj()
+        out = inflater.decompress(data, self.budget + 1)
+        if len(out) > self.budget:
+            raise LoadError(
+                "PDF streams unpack to more than the "
+                f"{MAX_EXPANSION} x RAG_MAX_FILE_BYTES limit: refused as a possible zip bomb"
+            )
+        self.budget -= len(out)
+        return out
+
+
+_PDF_ZLIB = _BoundedZlib()
+
+
+def _pdf_blocks(path: Path, max_expanded: int) -> list[Block]:
+    import pdfminer.pdftypes
     from pdfminer.high_level import extract_pages
     from pdfminer.layout import LTTextContainer
 
+    pdfminer.pdftypes.zlib = _PDF_ZLIB  # type: ignore[assignment]
+    _PDF_ZLIB.budget = max_expanded
     blocks: list[Block] = []
     for number, page in enumerate(extract_pages(str(path)), start=1):
         for element in page:
@@ -240,6 +352,8 @@ def _pdf_blocks(path: Path) -> list[Block]:
                 text = " ".join(element.get_text().split())
                 if text:
                     blocks.append(Block(text, (f"page {number}",)))
+    if not blocks:
+        raise LoadError("the PDF has no text layer (a scan or images only); OCR is not supported")
     return blocks
 
 

@@ -17,7 +17,14 @@ from datetime import datetime
 from pathlib import Path
 
 from ingestion.chunking import EmbeddedChunk, SemanticChunker
-from ingestion.loaders import LoadError, discover, load_file, read_jsonl
+from ingestion.loaders import (
+    LoadError,
+    check_location,
+    discover,
+    load_file,
+    printable_name,
+    read_jsonl,
+)
 from rag.bm25 import BM25Encoder
 from rag.catalog import Catalog, DocumentState
 from rag.durations import parse_duration
@@ -191,8 +198,9 @@ class Ingestor:
 
         def load_all() -> Iterator[_Item]:
             for file in files:
-                doc_id = file.relative_to(path).as_posix()
+                doc_id = printable_name(file.relative_to(path).as_posix())
                 try:
+                    check_location(file, path)
                     yield _Item(doc_id, load_file(file, doc_id, self.max_file_bytes), doc_id=doc_id)
                 except LoadError as exc:
                     yield _Item(doc_id, error=str(exc), doc_id=doc_id)
