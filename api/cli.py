@@ -105,7 +105,7 @@ def ingest(
 ) -> None:
     """Ingest PATH (a folder or a .jsonl corpus); without PATH, every declared source."""
     from ingestion.runner import IngestRequest
-    from ingestion.service import load_manifest, make_ingestor
+    from ingestion.service import fail_interrupted_jobs, load_manifest, make_ingestor
     from rag.durations import parse_duration
     from rag.store import StoreError, StoreLockedError
 
@@ -138,7 +138,8 @@ def ingest(
 
     services = _services()
     try:
-        ingestor = make_ingestor(services)
+        ingestor = make_ingestor(services)  # opens the store: this process now holds it
+        fail_interrupted_jobs(services)
         for request in requests:
             try:
                 ingestor.validate(request)
@@ -597,9 +598,8 @@ def worker(no_schedule: bool) -> None:
     from ingestion.host import IngestionHost
     from rag.store import StoreError
 
-    settings = Settings()
     services = _services()
-    host = IngestionHost(services, embedded=settings.store_backend == "edge")
+    host = IngestionHost(services)
     try:
         host.start(schedule=not no_schedule)
     except StoreError as exc:

@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _ = services.asker
         services.embedder.embed_query("warm up")
         app.state.services = services
-        host = IngestionHost(services, embedded=settings.store_backend == "edge")
+        host = IngestionHost(services)
         host.start(schedule=settings.scheduler_enabled)
         app.state.host = host
         log.info(

@@ -22,14 +22,18 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingestion.runner import Ingestor, IngestRequest
-from ingestion.service import SourceSpec, load_manifest, make_ingestor
+from ingestion.service import SourceSpec, fail_interrupted_jobs, load_manifest, make_ingestor
 from rag.durations import parse_duration
 from rag.expiry import sweep_expired
 from rag.pipeline import Services
 from rag.schedules import parse_schedule
 from rag.types import utc_now
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +56,8 @@ def sweep() -> dict[str, int]:
 
 
 class IngestionHost:
-    def __init__(self, services: Services, embedded: bool) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.embedded = embedded
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -74,11 +77,7 @@ class IngestionHost:
             self.services.catalog.register_source(
                 spec.name, spec.tier, str(spec.path), spec.ttl, spec.schedule
             )
-        # With the embedded store this process is the only worker: anything still "running"
-        # was interrupted. Elsewhere, only jobs whose worker went silent are.
-        stale_before = None if self.embedded else utc_now() - parse_duration(s.job_stale_after)
-        if failed := self.services.jobs.fail_stale(stale_before):
-            log.warning("marked %d interrupted ingestion job(s) as failed", failed)
+        fail_interrupted_jobs(self.services)
         self._ingestor = make_ingestor(self.services)
         self._thread = threading.Thread(target=self._work, name="ingestion-worker", daemon=True)
         self._thread.start()
@@ -98,6 +97,7 @@ class IngestionHost:
     def _start_scheduler(self) -> None:
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
 
         s = self.services.settings
         scheduler = BackgroundScheduler(
@@ -106,32 +106,33 @@ class IngestionHost:
             timezone="UTC",
         )
         scheduler.start(paused=True)
-        wanted = set()
-        for spec in self.specs.values():
-            if not spec.schedule:
-                continue
-            job_id = f"source:{spec.name}"
-            wanted.add(job_id)
-            scheduler.add_job(
+        wanted: dict[str, tuple[str, BaseTrigger, list[str], str]] = {
+            f"source:{spec.name}": (
                 "ingestion.host:enqueue_source",
                 parse_schedule(spec.schedule),
-                args=[spec.name],
-                id=job_id,
-                name=f"re-index {spec.name} ({spec.schedule})",
-                replace_existing=True,
+                [spec.name],
+                f"re-index {spec.name} ({spec.schedule})",
             )
-        wanted.add("sweep")
-        scheduler.add_job(
+            for spec in self.specs.values()
+            if spec.schedule
+        }
+        sweep_every = parse_duration(s.sweep_interval).total_seconds()
+        wanted["sweep"] = (
             "ingestion.host:sweep",
-            "interval",
-            seconds=parse_duration(s.sweep_interval).total_seconds(),
-            id="sweep",
-            name="expiry sweep",
-            replace_existing=True,
+            IntervalTrigger(seconds=sweep_every, timezone="UTC"),
+            [],
+            "expiry sweep",
         )
         for job in scheduler.get_jobs():
             if job.id not in wanted:  # a source removed from the manifest
                 job.remove()
+        for job_id, (func, trigger, args, name) in wanted.items():
+            kept = scheduler.get_job(job_id)
+            # An unchanged schedule keeps its persisted next run: re-adding it would restart
+            # its interval, and a service restarted more often than that would never re-index.
+            if kept is not None and str(kept.trigger) == str(trigger) and list(kept.args) == args:
+                continue
+            scheduler.add_job(func, trigger, args=args, id=job_id, name=name, replace_existing=True)
         scheduler.resume()
         self._scheduler = scheduler
         for job in scheduler.get_jobs():

@@ -226,15 +226,16 @@ class Ingestor:
             self._chunker = self._make_chunker()
         embedded = self._chunker.chunk_documents(docs)
         lengths = [[self.bm25.document_length(c.chunk.text) for c in chunks] for chunks in embedded]
-        # Length statistics first, so this batch's documents see an avgdl that includes them.
+        # This batch's documents see an avgdl that includes them; the totals themselves change
+        # only with each document's saved state (one transaction), so a killed run never
+        # leaves them counting a document that was not recorded.
         old_chunks = sum(len(known[d.doc_id].chunk_ids) for d in docs if d.doc_id in known)
         old_tokens = sum(known[d.doc_id].token_total for d in docs if d.doc_id in known)
-        self.catalog.add_lengths(
+        avgdl = self.catalog.avgdl(
             request.tier,
             sum(len(x) for x in lengths) - old_chunks,
             sum(sum(x) for x in lengths) - old_tokens,
         )
-        avgdl = self.catalog.avgdl(request.tier)
         for doc, chunks, lens in zip(docs, embedded, lengths):
             previous = known.get(doc.doc_id)
             version = previous.version + 1 if previous else 1
@@ -259,7 +260,7 @@ class Ingestor:
                 verified_at=now,
                 expires_at=expires_at,
             )
-            self.catalog.save_document(state, previous.token_total if previous else None)
+            self.catalog.save_document(state, previous)
             status = "updated" if previous else "added"
             self.jobs.record_file(job, FileResult(doc.doc_id, status, chunks=len(points)))
 
@@ -326,7 +327,6 @@ class Ingestor:
         for doc_id in gone:
             state = known[doc_id]
             self.store.delete(state.tier, ChunkFilter(source=request.source, doc_ids=[doc_id]))
-            self.catalog.delete_document(request.source, doc_id)
-            self.catalog.add_lengths(state.tier, -len(state.chunk_ids), -state.token_total)
+            self.catalog.delete_document(state)
             self.jobs.record_file(job, FileResult(doc_id, "deleted"))
         return len(gone)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,9 @@ from ingestion.runner import Ingestor, IngestRequest
 from rag.durations import parse_duration
 from rag.pipeline import Services
 from rag.schedules import parse_schedule
+from rag.types import utc_now
+
+log = logging.getLogger(__name__)
 
 
 def make_ingestor(services: Services) -> Ingestor:
@@ -32,6 +36,23 @@ def make_ingestor(services: Services) -> Ingestor:
         bm25=services.bm25,
         max_file_bytes=s.max_file_bytes,
     )
+
+
+def fail_interrupted_jobs(services: Services) -> int:
+    """Mark jobs left "running" by a worker that died (kill -9, power loss) as failed, so the
+    job table tells the truth and the source's next run may start and converge.
+
+    Call it once this process holds the store. With the embedded store that makes it the only
+    possible worker, so every running job was interrupted; with a server store other workers
+    may be alive, and only jobs whose heartbeat went silent are failed.
+    """
+    s = services.settings
+    embedded = s.store_backend == "edge"
+    stale_before = None if embedded else utc_now() - parse_duration(s.job_stale_after)
+    failed = services.jobs.fail_stale(stale_before)
+    if failed:
+        log.warning("marked %d interrupted ingestion job(s) as failed", failed)
+    return failed
 
 
 @dataclass(frozen=True)

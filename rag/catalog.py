@@ -82,8 +82,9 @@ class Catalog:
             rows = conn.execute(select(documents).where(documents.c.expires_at <= now)).mappings()
             return [_doc_from_row(r) for r in rows]
 
-    def save_document(self, doc: DocumentState, old_tokens: int | None) -> None:
-        """Insert or replace one document's state and adjust its tier's BM25 length totals."""
+    def save_document(self, doc: DocumentState, previous: DocumentState | None) -> None:
+        """Insert or replace one document's state and adjust its tier's BM25 length totals in
+        the same transaction, so a process killed at any point never counts a document twice."""
         values = {
             "source": doc.source,
             "doc_id": doc.doc_id,
@@ -100,10 +101,16 @@ class Catalog:
         }
         key = (documents.c.source == doc.source) & (documents.c.doc_id == doc.doc_id)
         with self.engine.begin() as conn:
-            if old_tokens is None:
+            if previous is None:
                 conn.execute(insert(documents).values(**values))
             else:
                 conn.execute(update(documents).where(key).values(**values))
+            _add_lengths(
+                conn,
+                doc.tier,
+                len(doc.chunk_ids) - (len(previous.chunk_ids) if previous else 0),
+                doc.token_total - (previous.token_total if previous else 0),
+            )
 
     def touch_documents(
         self, source: str, doc_ids: list[str], verified_at: datetime, expires_at: datetime
@@ -118,38 +125,27 @@ class Catalog:
                 .values(verified_at=verified_at, expires_at=expires_at)
             )
 
-    def delete_document(self, source: str, doc_id: str) -> None:
+    def delete_document(self, doc: DocumentState) -> None:
+        """Forget a document and take its chunks out of its tier's length totals, atomically."""
         with self.engine.begin() as conn:
             conn.execute(
                 delete(documents).where(
-                    (documents.c.source == source) & (documents.c.doc_id == doc_id)
+                    (documents.c.source == doc.source) & (documents.c.doc_id == doc.doc_id)
                 )
             )
+            _add_lengths(conn, doc.tier, -len(doc.chunk_ids), -doc.token_total)
 
-    # BM25 length statistics ----------------------------------------------------------------
-    def add_lengths(self, tier: str, chunks: int, tokens: float) -> None:
-        """Adjust a tier's chunk count and token total (negative to remove)."""
-        with self.engine.begin() as conn:
-            _ensure_stats(conn, tier)
-            conn.execute(
-                update(bm25_stats)
-                .where(bm25_stats.c.tier == tier)
-                .values(
-                    doc_count=bm25_stats.c.doc_count + chunks,
-                    total_length=bm25_stats.c.total_length + tokens,
-                )
-            )
-
-    def avgdl(self, tier: str) -> float:
+    def avgdl(self, tier: str, pending_chunks: int = 0, pending_tokens: float = 0) -> float:
+        """The tier's average chunk length in tokens, counting a batch about to be written."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(bm25_stats.c.doc_count, bm25_stats.c.total_length).where(
                     bm25_stats.c.tier == tier
                 )
             ).first()
-        if row is None or row[0] <= 0:
-            return 0.0
-        return float(row[1]) / float(row[0])
+        chunks = (row[0] if row else 0) + pending_chunks
+        tokens = (float(row[1]) if row else 0.0) + pending_tokens
+        return tokens / chunks if chunks > 0 else 0.0
 
     # sources -------------------------------------------------------------------------------
     def register_source(
@@ -203,6 +199,18 @@ class Catalog:
                 docs, chunks = out.get(source, (0, 0))
                 out[source] = (docs + 1, chunks + len(chunk_ids))
             return out
+
+
+def _add_lengths(conn: Connection, tier: str, chunks: int, tokens: float) -> None:
+    _ensure_stats(conn, tier)
+    conn.execute(
+        update(bm25_stats)
+        .where(bm25_stats.c.tier == tier)
+        .values(
+            doc_count=bm25_stats.c.doc_count + chunks,
+            total_length=bm25_stats.c.total_length + tokens,
+        )
+    )
 
 
 def _ensure_stats(conn: Connection, tier: str) -> None:

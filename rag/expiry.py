@@ -23,6 +23,5 @@ def sweep_expired(store: VectorStore, catalog: Catalog, now: datetime) -> dict[s
             store.optimize(tier)
         deleted[tier] = count
     for doc in catalog.expired_documents(now):
-        catalog.delete_document(doc.source, doc.doc_id)
-        catalog.add_lengths(doc.tier, -len(doc.chunk_ids), -doc.token_total)
+        catalog.delete_document(doc)
     return deleted

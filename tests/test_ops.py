@@ -154,7 +154,7 @@ def test_interrupted_job_is_failed_and_next_run_converges(services_factory, live
     request = IngestRequest("live", "internal", live_folder, "7d")
     stuck = ingestor.submit(request)
     assert services.jobs.claim("dead-worker").job_id == stuck.job_id  # claimed, then "crashed"
-    host = IngestionHost(services, embedded=True)
+    host = IngestionHost(services)
     host.start(schedule=False)
     try:
         failed = services.jobs.get(stuck.job_id)
@@ -188,7 +188,7 @@ def test_claims_are_exclusive_across_workers(services_factory, tmp_path, db_url)
 
 def test_one_run_per_source(services_factory, live_folder, sqlite_url):
     services = services_factory(database_url=sqlite_url)
-    host = IngestionHost(services, embedded=True)
+    host = IngestionHost(services)
     host.start(schedule=False)
     host.stop()  # no worker: jobs stay queued
     host._ingestor = make_ingestor(services)
