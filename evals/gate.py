@@ -5,7 +5,9 @@
 
 Sets: the first 200 HaluEval QA dev rows and a fixed, category-balanced subset of the
 fitz-gov dev cases (with only the documents they name); the answer verifier on the same
-HaluEval rows (right vs hallucinated answers against their passages). A metric fails the gate
+HaluEval rows (right vs hallucinated answers against their passages); the golden set over the
+sample corpora (`evals.golden`: facts, paraphrases, unanswerable questions and near misses,
+forbidden tiers, expired evidence). A metric fails the gate
 when it drops below its baseline by more than the tolerance; latency is reported, never gated
 (noisy).
 """
@@ -44,6 +46,14 @@ GATED = {
         "sample_claims.supported_accepted",
         "sample_claims.unsupported_rejected",
     ],
+    "golden": [
+        "behaviour.behaved",
+        "retrieval.mrr@10",
+        "answers.answer_rate",
+        "answers.answered_citing_relevant",
+        "answers.citation_validity",
+        "refusal.recall",
+    ],
 }
 
 
@@ -57,6 +67,7 @@ def _get(report: dict[str, Any], dotted: str) -> float:
 def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
     """Ingest both sets into one fresh data dir and evaluate each; returns the reports."""
     from evals.bench_verifier import sample_claim_figures, split_rows, verifier_figures
+    from evals.golden import run_golden
     from evals.metrics import summarize
     from evals.runner import read_dataset, run_dataset
     from ingestion.runner import IngestRequest
@@ -84,14 +95,18 @@ def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
         verifier = shared_verifier()
         reports["verifier"] = verifier_figures(split_rows("gate"), verifier)
         reports["verifier"]["sample_claims"] = sample_claim_figures(verifier)
-        return reports
     finally:
         services.close()
+    reports["golden"] = run_golden(workdir / "golden")
+    return reports
 
 
 def regressions(reports: dict[str, dict[str, Any]], baseline: dict[str, Any]) -> list[str]:
+    """One message per gated metric of the given reports that fell below its baseline."""
     failures = []
     for name, metrics in GATED.items():
+        if name not in reports:
+            continue
         for metric in metrics:
             now, then = _get(reports[name], metric), float(baseline[name][metric])
             if now < then - TOLERANCE:

@@ -106,6 +106,56 @@ def summarize(results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]])
             "p95": round(percentile(latencies, 95), 2),
         },
         "generation": _generation(answered),
+        **(
+            {"behaviour": behaviour(results, dataset)}
+            if any("kind" in d for d in dataset.values())
+            else {}
+        ),
+    }
+
+
+# The reasons a question without evidence may be refused with; the others (citation_check_failed,
+# no_permitted_tiers) mean something else went wrong.
+EVIDENCE_REFUSALS = ("no_evidence", "low_confidence")
+
+
+def behaved(result: dict[str, Any], row: dict[str, Any]) -> str | None:
+    """Why a golden-set answer misbehaved, or None: answerable questions are answered citing a
+    relevant document; the rest are refused for lack of evidence; nothing from a tier outside
+    the row's `tiers` (when it names them) is retrieved, cited or shown."""
+    if row.get("tiers"):
+        shown = result["citations"] + result["retrieved"] + result.get("closest_sources", [])
+        leaked = sorted({c["tier"] for c in shown} - set(row["tiers"]))
+        if leaked:
+            return f"shows tier(s) {', '.join(leaked)} outside {row['tiers']}"
+    if row["answerable"]:
+        if result["refused"]:
+            return f"refused ({result['refusal_reason']})"
+        if not set(row["relevant_doc_ids"]) & {c["doc_id"] for c in result["citations"]}:
+            return "answered without citing a relevant document"
+        return None
+    if not result["refused"]:
+        return "answered: " + (result["answer"] or "")[:80]
+    if result["refusal_reason"] not in EVIDENCE_REFUSALS:
+        return f"refused for the wrong reason ({result['refusal_reason']})"
+    return None
+
+
+def behaviour(results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-kind share of golden-set questions that behaved, and what the others did."""
+    kinds: dict[str, list[float]] = {}
+    misbehaved = {}
+    for r in results:
+        row = dataset[r["id"]]
+        problem = behaved(r, row)
+        kinds.setdefault(row.get("kind", "other"), []).append(0.0 if problem else 1.0)
+        if problem:
+            misbehaved[r["id"]] = f"{row['question']} -> {problem}"
+    scores = [x for xs in kinds.values() for x in xs]
+    return {
+        "behaved": round(sum(scores) / len(scores), 4),
+        "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(kinds.items())},
+        "misbehaved": misbehaved,
     }
 
 

@@ -80,9 +80,11 @@ def run_dataset(
 ) -> list[dict[str, Any]]:
     results = []
     for i, row in enumerate(rows, start=1):
-        answer = asker.ask(row["question"], tiers, top_k=top_k)
+        # A row may say which tiers its asker's key reads (the golden set's tier questions).
+        row_tiers = [t for t in row.get("tiers") or tiers if t in tiers]
+        answer = asker.ask(row["question"], row_tiers, top_k=top_k)
         cited_ids = [c.chunk_id for c in answer.citations]
-        texts = chunk_texts(store, tiers, cited_ids) if cited_ids else {}
+        texts = chunk_texts(store, row_tiers, cited_ids) if cited_ids else {}
         valid = bool(cited_ids) and all(
             c.quote in texts.get(c.chunk_id, "") for c in answer.citations
         )
@@ -93,6 +95,7 @@ def run_dataset(
                 **_pick(answer, RESULT_KEYS),
                 "citations": [_pick(c, CITATION_KEYS) for c in answer.citations],
                 "retrieved": [_pick(r, RETRIEVED_KEYS) for r in answer.retrieved],
+                "closest_sources": [_pick(s, RETRIEVED_KEYS) for s in answer.closest_sources],
                 "citations_valid": valid,
                 "trace_id": answer.trace_id,
             }

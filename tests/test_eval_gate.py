@@ -46,3 +46,16 @@ def test_gate_catches_a_drop():
         "halueval retrieval.mrr@10: 0.8500 < baseline 0.9000 - 0.02",
         "verifier right_accepted: 0.8000 < baseline 0.9000 - 0.02",
     ]
+
+
+def test_gate_fails_when_the_confidence_threshold_is_degraded(tmp_path, embedder):
+    """The real golden run with the answer threshold pushed to 0.99 must fail the gate, naming
+    the metrics that fell; the shipped settings pass the same comparison."""
+    from evals.golden import run_golden
+
+    baseline = json.loads(BASELINE.read_text())
+    degraded = run_golden(tmp_path / "degraded", confidence_threshold=0.99)
+    failures = regressions({"golden": degraded}, baseline)
+    assert any(f.startswith("golden answers.answer_rate: ") for f in failures), failures
+    assert any(f.startswith("golden behaviour.behaved: ") for f in failures), failures
+    assert not any(f.startswith("golden refusal.recall") for f in failures)  # refusing more
