@@ -403,6 +403,7 @@ def eval_(
 ) -> None:
     """Run DATASET.jsonl through the real pipeline and score retrieval, answers, refusals."""
     from evals.metrics import summarize
+    from evals.ragas_metrics import reference_metrics
     from evals.runner import calibrate, chunk_texts, read_dataset, run_dataset
     from rag.auth import TierError, resolve_tiers
 
@@ -425,6 +426,8 @@ def eval_(
             chosen,
             progress=lambda done, total: bar.update(task, completed=done),
         )
+        by_id = {r["id"]: r for r in rows}
+        ragas = reference_metrics(results, by_id, services.store, chosen)
         judged: dict[str, Any] | None = None
         if with_llm_metrics:
             from evals.llm_metrics import llm_metrics
@@ -444,8 +447,11 @@ def eval_(
                 )
             except RuntimeError as exc:
                 _fail(str(exc))
-    by_id = {r["id"]: r for r in rows}
-    report: dict[str, Any] = {"dataset": str(dataset), **summarize(results, by_id)}
+    report: dict[str, Any] = {
+        "dataset": str(dataset),
+        **summarize(results, by_id),
+        "ragas": ragas,
+    }
     if judged is not None:
         report["llm_metrics"] = judged
     if calibrate_to is not None:

@@ -53,6 +53,7 @@ GATED = {
         "answers.answered_citing_relevant",
         "answers.citation_validity",
         "refusal.recall",
+        "ragas.non_llm_context_recall",
     ],
 }
 

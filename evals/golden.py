@@ -30,6 +30,7 @@ def run_golden(workdir: Path, **settings: Any) -> dict[str, Any]:
     """Ingest the declared samples plus the expiring source into `workdir`, ask every golden
     question with its tiers, and summarise. `settings` override Settings (tests degrade it)."""
     from evals.metrics import summarize
+    from evals.ragas_metrics import reference_metrics
     from evals.runner import read_dataset, run_dataset
     from ingestion.runner import IngestRequest
     from ingestion.service import load_manifest, make_ingestor
@@ -54,7 +55,9 @@ def run_golden(workdir: Path, **settings: Any) -> dict[str, Any]:
             raise RuntimeError("the expiring evidence is not in the store: nothing to test")
         rows = read_dataset(GOLDEN)
         results = run_dataset(services.asker, services.store, rows, config.tiers)
-        report = summarize(results, {r["id"]: r for r in rows})
+        by_id = {r["id"]: r for r in rows}
+        report = summarize(results, by_id)
+        report["ragas"] = reference_metrics(results, by_id, services.store, config.tiers)
         report["expired_chunks_in_store"] = expired
         return report
     finally:

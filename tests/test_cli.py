@@ -271,6 +271,13 @@ def test_eval_writes_results_and_report(ingested, tmp_path):
     assert summary["retrieval"]["recall@5"] == 1.0 and summary["retrieval"]["mrr@10"] == 1.0
     assert summary["refusal"]["recall"] == 1.0 and summary["answers"]["contains_reference"] == 1.0
     assert summary["answers"]["citation_validity"] == 1.0
+    # ragas' non-LLM metrics beside ours: the one answerable row's relevant chunk is retrieved
+    # first and its answer contains the reference; the unanswerable row has no reference.
+    ragas = summary["ragas"]
+    assert ragas["context_rows"] == 1 and ragas["answer_rows"] == 1
+    assert ragas["non_llm_context_recall"] == 1.0
+    assert ragas["non_llm_context_precision_with_reference"] == pytest.approx(1.0)
+    assert ragas["string_present"] == 1.0 and 0 < ragas["non_llm_string_similarity"] < 1
     assert json.loads(result.stdout) == summary
 
 
