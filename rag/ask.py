@@ -37,6 +37,7 @@ from rag.types import (
     GeneratorInfo,
     SearchHit,
     SearchResult,
+    age_days,
     utc_now,
 )
 
@@ -98,6 +99,7 @@ class AskPipeline:
     def search(self, question: str, tiers: list[str], top_k: int = 5) -> SearchResult:
         """Retrieval only: reranked (and judged) candidates with their scores, no answer."""
         clock = _Clock()
+        now = utc_now()
         question = clean_question(question)
         query = QueryTerms.of(question)
         _, ranked = self._rank(query, tiers, clock)
@@ -110,6 +112,11 @@ class AskPipeline:
                 title=c.payload.title,
                 section=c.payload.section,
                 text=c.payload.text,
+                uri=c.payload.uri,
+                source_modified_at=c.payload.source_modified_at,
+                ingested_at=c.payload.ingested_at,
+                expires_at=c.payload.expires_at,
+                age_days=age_days(c.payload.source_modified_at, now),
             )
             for c in ranked[:top_k]
         ]

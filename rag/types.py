@@ -189,7 +189,6 @@ class Citation:
 
     def public(self, now: datetime) -> CitationOut:
         p = self.candidate.payload
-        modified = datetime.fromisoformat(p.source_modified_at)
         return CitationOut(
             marker=self.marker,
             doc_id=p.doc_id,
@@ -202,8 +201,13 @@ class Citation:
             uri=p.uri,
             source_modified_at=p.source_modified_at,
             ingested_at=p.ingested_at,
-            age_days=round((now - modified).total_seconds() / 86400, 1),
+            age_days=age_days(p.source_modified_at, now),
         )
+
+
+def age_days(modified_at: str, now: datetime) -> float:
+    """Days since the source last changed, as citations and search hits show it."""
+    return round((now - datetime.fromisoformat(modified_at)).total_seconds() / 86400, 1)
 
 
 # What the query path returns: one typed result that /ask, /search, `ragops ask` and the eval
@@ -299,6 +303,12 @@ class SearchHit(RetrievedChunk):
     title: str
     section: str
     text: str
+    # Where the chunk comes from and how fresh it is, as a citation shows it.
+    uri: str
+    source_modified_at: str
+    ingested_at: str
+    expires_at: str
+    age_days: float
 
 
 class SearchResult(BaseModel):

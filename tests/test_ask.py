@@ -189,6 +189,7 @@ def test_search_returns_ranked_chunks(client):
     assert 0 < len(body["results"]) <= 3
     assert set(body) == {"question", "tiers", "results", "latency_ms"}
     hit_keys = RETRIEVED_KEYS | {"dense", "bm25", "judge", "title", "section", "text"}
+    hit_keys |= {"uri", "source_modified_at", "ingested_at", "expires_at", "age_days"}
     assert all(set(r) == hit_keys for r in body["results"])
 
 
