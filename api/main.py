@@ -15,6 +15,7 @@ from api.routes import ask, health, jobs, reports, sources
 from ingestion.host import IngestionHost
 from rag.pipeline import Services
 from rag.settings import Settings
+from rag.store import StoreError
 
 log = logging.getLogger("ragops.api")
 
@@ -55,6 +56,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # all, which made the 422 a 500.
         errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(_: Request, exc: StoreError) -> JSONResponse:
+        # The vector store cannot serve (its directory missing, read-only or full, locked by
+        # another process, the Qdrant server unreachable): 503 with the reason, never a stack
+        # trace. The store looks again on later calls and serves once the fault clears.
+        # A named fault is the environment's; a plain StoreError (the engine failed for a
+        # reason no check names) may be ours: its stack goes to the log, not the client.
+        generic = type(exc) is StoreError
+        log.log(
+            logging.ERROR if generic else logging.WARNING,
+            "store unavailable (%s): %s",
+            exc.reason,
+            exc,
+            exc_info=exc if generic else None,
+        )
+        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=503)
 
     app.include_router(health.router)
     app.include_router(ask.router)

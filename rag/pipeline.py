@@ -68,6 +68,7 @@ class Services:
                 url=s.qdrant_url,
                 prefix=s.collection_prefix,
                 api_key=s.qdrant_api_key,
+                min_free_bytes=int(s.store_min_free_mb * 1024 * 1024),
             )
 
     @cached_property

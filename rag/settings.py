@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     qdrant_url: str = ":memory:"
     qdrant_api_key: str | None = None
     collection_prefix: str = "ragops_"
+    # Free disk space the embedded store keeps in reserve: writes that would leave less are
+    # refused (the store reports itself full) before the engine's memory-mapped files can
+    # hit a full disk, which would kill the process (rag/store/edge.py).
+    store_min_free_mb: float = Field(default=64, ge=0)
 
     # Trust tiers, most trusted first. One Qdrant collection (edge: one shard dir) per tier.
     tiers: list[str] = Field(default_factory=lambda: list(DEFAULT_TIERS))

@@ -18,6 +18,7 @@ from api.auth import PrincipalDep
 from api.deps import ServicesDep
 from rag.auth import Principal, TierError, resolve_tiers
 from rag.pipeline import Services
+from rag.store import StoreError
 from rag.terms import clean_question
 from rag.types import AskResult, SearchResult
 
@@ -65,6 +66,9 @@ async def create_answer(
     )
     if not stream:
         return await run_in_threadpool(ask)
+    # A stream's status is sent before the answer exists: a store that cannot serve is a
+    # 503 now (the exception handler), not an error event after a 200.
+    await run_in_threadpool(services.store.check)
     return StreamingResponse(_events(ask), media_type="text/event-stream")
 
 
@@ -81,6 +85,11 @@ async def _events(ask: functools.partial[AskResult]) -> AsyncIterator[str]:
         yield f"event: sentence\ndata: {json.dumps({'text': sentence})}\n\n"
     try:
         result = task.result()
+    except StoreError as exc:  # the store failed mid-stream: its reason, in-band
+        log.warning("streamed ask: store unavailable (%s): %s", exc.reason, exc)
+        detail = json.dumps({"detail": str(exc), "reason": exc.reason})
+        yield f"event: error\ndata: {detail}\n\n"
+        return
     except Exception:  # the body has started: the failure can only be reported in-band
         log.exception("streamed ask failed")
         detail = json.dumps({"detail": "the ask failed; see the server log"})

@@ -9,11 +9,25 @@ from rag.store.base import (
     ChunkFilter,
     Dim,
     StoreError,
+    StoreFullError,
     StoreLockedError,
+    StoreMissingError,
+    StoreReadOnlyError,
+    StoreUnreachableError,
     VectorStore,
 )
 
-__all__ = ["ChunkFilter", "StoreError", "StoreLockedError", "VectorStore", "open_store"]
+__all__ = [
+    "ChunkFilter",
+    "StoreError",
+    "StoreFullError",
+    "StoreLockedError",
+    "StoreMissingError",
+    "StoreReadOnlyError",
+    "StoreUnreachableError",
+    "VectorStore",
+    "open_store",
+]
 
 
 def open_store(
@@ -24,14 +38,18 @@ def open_store(
     url: str = ":memory:",
     prefix: str = "ragops_",
     api_key: str | None = None,
+    min_free_bytes: int | None = None,
 ) -> VectorStore:
-    """Open the configured backend; heavy client imports happen only for the one chosen."""
+    """Open the configured backend; heavy client imports happen only for the one chosen.
+    `min_free_bytes`: the free disk space the embedded store keeps in reserve (writes that
+    would eat into it are refused)."""
     if backend == "edge":
-        from rag.store.edge import EdgeStore
+        from rag.store.edge import DEFAULT_MIN_FREE_BYTES, EdgeStore
 
         if edge_dir is None:
             raise ValueError("the edge backend needs a directory")
-        return EdgeStore(edge_dir, tiers, dim)
+        reserve = DEFAULT_MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
+        return EdgeStore(edge_dir, tiers, dim, min_free_bytes=reserve)
     if backend == "qdrant":
         from rag.store.server import QdrantServerStore
 

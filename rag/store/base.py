@@ -29,11 +29,45 @@ Fusion = Literal["rrf", "dbsf"]
 
 
 class StoreError(RuntimeError):
-    """A store operation failed; the message says what to do."""
+    """A store operation failed; the message says what to do.
+
+    The HTTP API answers any of these with 503 `{"detail": message, "reason": reason}` and
+    `/healthz` reports the service degraded with the same reason. The subclasses name faults
+    outside this process; each backend re-examines them on later calls and serves again by
+    itself once the fault clears (no restart, no repair).
+    """
+
+    reason = "store_error"
 
 
 class StoreLockedError(StoreError):
     """The embedded store is open in another process (one process per shard directory)."""
+
+    reason = "store_locked"
+
+
+class StoreMissingError(StoreError):
+    """The embedded store's directory is gone (moved, deleted, its volume not mounted)."""
+
+    reason = "store_missing"
+
+
+class StoreReadOnlyError(StoreError):
+    """The embedded store's directory cannot be written (read-only mount, permissions)."""
+
+    reason = "store_read_only"
+
+
+class StoreFullError(StoreError):
+    """The disk holding the embedded store has too little free space to write safely."""
+
+    reason = "store_full"
+
+
+class StoreUnreachableError(StoreError):
+    """The Qdrant server does not answer (connection refused, timeout, 502/503/504)."""
+
+    reason = "store_unreachable"
 
 
 @dataclass(frozen=True)
@@ -119,6 +153,11 @@ class VectorStore(Protocol):
     ) -> list[ScoredChunk]: ...
 
     def optimize(self, tier: str) -> None: ...
+
+    def check(self) -> None:
+        """Raise the StoreError that keeps the store from serving now, if any. Looks afresh
+        on every call and recovers what can be recovered (reopen, reconnect)."""
+        ...
 
     def close(self) -> None: ...
 

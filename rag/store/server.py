@@ -1,15 +1,26 @@
 """Server / cluster backend: qdrant-client against a Qdrant URL, one collection per tier.
 
 `QdrantServerStore(":memory:", ...)` runs the same code path in-process for tests.
+
+A server that does not answer (refused, timed out, 502/503/504) makes every call raise
+`StoreUnreachableError`, at start-up too: the service starts degraded rather than not at all,
+creates its collections the first time the server answers, and serves again by itself then.
+Nothing is retried inside a call: the caller (a request, an ingestion job) fails at once with
+the reason, and the next one tries again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from rag.store.base import (
     DATETIME_FIELDS,
@@ -20,11 +31,17 @@ from rag.store.base import (
     Dim,
     Fusion,
     QueryMode,
+    StoreError,
+    StoreUnreachableError,
     check_tier,
     conditions,
     resolve_dim,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class _Spell:
@@ -59,6 +76,16 @@ def _sparse(vec: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vec.indices), values=list(vec.values))
 
 
+def _public(location: str) -> str:
+    """The server's address without credentials or query string, for messages."""
+    parts = urlsplit(location)
+    if not parts.scheme or not parts.hostname:
+        return location
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 class QdrantServerStore:
     """`QdrantServerStore("http://qdrant:6333", ["verified", "internal"], dim=384)`"""
 
@@ -73,34 +100,76 @@ class QdrantServerStore:
         self.tiers = list(tiers)
         self.dim = dim
         self.prefix = prefix
+        self.where = _public(location)
         # Local mode ignores payload indexes (and warns); a server needs them.
         self._index_payload = location != ":memory:"
         if location == ":memory:":
             self._client = QdrantClient(location=":memory:")
         else:
             self._client = QdrantClient(url=location, api_key=api_key)
-        for tier in self.tiers:
-            self._ensure(tier)
+        self._ensured: set[str] = set()
+        self._lock = threading.Lock()
+        try:
+            for tier in self.tiers:
+                self._ensure(tier)
+        except StoreUnreachableError as exc:
+            log.warning("%s; serving degraded until it answers", exc)
 
     def _name(self, tier: str) -> str:
         check_tier(self.tiers, tier)
         return f"{self.prefix}{tier}"
 
-    def _ensure(self, tier: str) -> None:
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        """One request to the server; a failure becomes a StoreError saying what happened."""
+        try:
+            return call()
+        except ResponseHandlingException as exc:
+            cause = getattr(exc, "source", None) or exc
+            raise StoreUnreachableError(
+                f"cannot reach the Qdrant server at {self.where} ({cause}); "
+                "the service resumes by itself once it answers"
+            ) from exc
+        except UnexpectedResponse as exc:
+            detail = f"HTTP {exc.status_code} {exc.reason_phrase}".strip()
+            if exc.status_code in (502, 503, 504):
+                raise StoreUnreachableError(
+                    f"the Qdrant server at {self.where} is not serving ({detail}); "
+                    "the service resumes by itself once it answers"
+                ) from exc
+            body = exc.content.decode("utf-8", "replace")[:300]
+            raise StoreError(
+                f"the Qdrant server at {self.where} refused to {what}: {detail}: {body}"
+            ) from exc
+
+    def _ensure(self, tier: str) -> str:
+        """The tier's collection name, once the collection is known to exist (created the
+        first time the server answers)."""
         name = self._name(tier)
-        if self._client.collection_exists(name):
-            return
-        self._client.create_collection(
-            name,
-            vectors_config={
-                DENSE: models.VectorParams(
-                    size=resolve_dim(self.dim), distance=models.Distance.COSINE
-                )
-            },
-            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-        )
+        if tier in self._ensured:
+            return name
+        with self._lock:
+            if tier not in self._ensured:
+                self._call("create collections", lambda: self._create(name))
+                self._ensured.add(tier)
+        return name
+
+    def _create(self, name: str) -> None:
+        if not self._client.collection_exists(name):
+            self._client.create_collection(
+                name,
+                vectors_config={
+                    DENSE: models.VectorParams(
+                        size=resolve_dim(self.dim), distance=models.Distance.COSINE
+                    )
+                },
+                sparse_vectors_config={
+                    SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
+            )
         if not self._index_payload:
             return
+        # Creating an index that exists is a no-op on the server, so a start-up cut short
+        # between the collection and its indexes completes here the next time.
         for field in KEYWORD_FIELDS:
             self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
         for field in DATETIME_FIELDS:
@@ -109,47 +178,58 @@ class QdrantServerStore:
     def upsert(self, tier: str, points: Sequence[ChunkPoint]) -> None:
         if not points:
             return
-        self._client.upsert(
-            self._name(tier),
-            points=[
-                models.PointStruct(
-                    id=p.id,
-                    vector={DENSE: list(p.dense), SPARSE: _sparse(p.sparse)},
-                    payload=p.payload.to_dict(),
-                )
-                for p in points
-            ],
-            wait=True,
-        )
+        name = self._ensure(tier)
+        structs = [
+            models.PointStruct(
+                id=p.id,
+                vector={DENSE: list(p.dense), SPARSE: _sparse(p.sparse)},
+                payload=p.payload.to_dict(),
+            )
+            for p in points
+        ]
+        self._call("write", lambda: self._client.upsert(name, points=structs, wait=True))
 
     def delete(self, tier: str, where: ChunkFilter) -> None:
         flt = _filter(where)
         if flt is None:
             raise ValueError("refusing to delete with an empty filter")
-        self._client.delete(self._name(tier), points_selector=models.FilterSelector(filter=flt))
+        name = self._ensure(tier)
+        selector = models.FilterSelector(filter=flt)
+        self._call("delete", lambda: self._client.delete(name, points_selector=selector))
 
     def set_payload(self, tier: str, where: ChunkFilter, values: dict[str, Any]) -> None:
         flt = _filter(where)
         if flt is None:
             raise ValueError("refusing to update every point with an empty filter")
-        self._client.set_payload(
-            self._name(tier), payload=values, points=models.FilterSelector(filter=flt), wait=True
+        name = self._ensure(tier)
+        selector = models.FilterSelector(filter=flt)
+        self._call(
+            "update payloads",
+            lambda: self._client.set_payload(name, payload=values, points=selector, wait=True),
         )
 
     def count(self, tier: str, where: ChunkFilter | None = None) -> int:
-        return int(
-            self._client.count(self._name(tier), count_filter=_filter(where), exact=True).count
-        )
+        name = self._ensure(tier)
+        flt = _filter(where)
+        result = self._call("count", lambda: self._client.count(name, count_filter=flt, exact=True))
+        return int(result.count)
 
     def scroll(
         self, tier: str, where: ChunkFilter | None = None, batch: int = 256
     ) -> Iterator[ChunkPayload]:
+        name = self._ensure(tier)
         offset: Any = None
         flt = _filter(where)
         while True:
-            records, offset = self._client.scroll(
-                self._name(tier), scroll_filter=flt, limit=batch, offset=offset, with_payload=True
+            page = functools.partial(
+                self._client.scroll,
+                name,
+                scroll_filter=flt,
+                limit=batch,
+                offset=offset,
+                with_payload=True,
             )
+            records, offset = self._call("scroll", page)
             for rec in records:
                 yield ChunkPayload.from_dict(dict(rec.payload or {}))
             if offset is None or not records:
@@ -158,8 +238,12 @@ class QdrantServerStore:
     def dense_vectors(self, tier: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
         if not chunk_ids:
             return {}
-        records = self._client.retrieve(
-            self._name(tier), ids=list(chunk_ids), with_payload=False, with_vectors=[DENSE]
+        name = self._ensure(tier)
+        records = self._call(
+            "read vectors",
+            lambda: self._client.retrieve(
+                name, ids=list(chunk_ids), with_payload=False, with_vectors=[DENSE]
+            ),
         )
         out: dict[str, list[float]] = {}
         for rec in records:
@@ -178,16 +262,27 @@ class QdrantServerStore:
         fusion: Fusion = "rrf",
         prefetch_limit: int = 50,
     ) -> list[ScoredChunk]:
-        name = self._name(tier)
+        name = self._ensure(tier)
         flt = _filter(where)
+        query: Callable[[], models.QueryResponse]
         if mode == "dense":
-            resp = self._client.query_points(
-                name, query=list(dense or []), using=DENSE, query_filter=flt, limit=limit
+            query = functools.partial(
+                self._client.query_points,
+                name,
+                query=list(dense or []),
+                using=DENSE,
+                query_filter=flt,
+                limit=limit,
             )
         elif mode == "sparse":
             assert sparse is not None
-            resp = self._client.query_points(
-                name, query=_sparse(sparse), using=SPARSE, query_filter=flt, limit=limit
+            query = functools.partial(
+                self._client.query_points,
+                name,
+                query=_sparse(sparse),
+                using=SPARSE,
+                query_filter=flt,
+                limit=limit,
             )
         else:
             prefetch = []
@@ -204,9 +299,14 @@ class QdrantServerStore:
                     )
                 )
             method = models.Fusion.RRF if fusion == "rrf" else models.Fusion.DBSF
-            resp = self._client.query_points(
-                name, prefetch=prefetch, query=models.FusionQuery(fusion=method), limit=limit
+            query = functools.partial(
+                self._client.query_points,
+                name,
+                prefetch=prefetch,
+                query=models.FusionQuery(fusion=method),
+                limit=limit,
             )
+        resp = self._call("query", query)
         return [
             ScoredChunk(payload=ChunkPayload.from_dict(dict(p.payload or {})), score=float(p.score))
             for p in resp.points
@@ -215,6 +315,11 @@ class QdrantServerStore:
     def optimize(self, tier: str) -> None:
         # A Qdrant server optimises segments in the background; nothing to do here.
         self._name(tier)
+
+    def check(self) -> None:
+        for tier in self.tiers:
+            self._ensure(tier)
+        self._call("list collections", self._client.get_collections)
 
     def close(self) -> None:
         self._client.close()
