@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.durations import parse_duration
 from rag.llm import ProviderConfig
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     store_min_free_mb: float = Field(default=64, ge=0)
 
     # Trust tiers, most trusted first. One Qdrant collection (edge: one shard dir) per tier.
-    tiers: list[str] = Field(default_factory=lambda: list(DEFAULT_TIERS))
+    tiers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_TIERS))
 
     # SQLAlchemy URL of the ops database; default is a SQLite file in the data dir.
     database_url: str | None = None
@@ -103,7 +104,8 @@ class Settings(BaseSettings):
     sources_file: Path = Path("corpora/sources.toml")
 
     # Ingestion jobs API: only paths under these folders may be ingested through HTTP.
-    ingest_roots: list[Path] = Field(default_factory=lambda: [Path("corpora")])
+    # Comma-separated or a JSON list (NoDecode: the validators below split, not the env source).
+    ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("corpora")])
     # The API process hosts the scheduler and a worker (embedded store); off for tests.
     scheduler_enabled: bool = True
     sweep_interval: str = "10m"
@@ -116,19 +118,15 @@ class Settings(BaseSettings):
     # Key the CLI sends when it hands work to a running server (RAG_API_KEY).
     api_key: str | None = None
 
-    @field_validator("tiers", mode="before")
+    @field_validator("tiers", "ingest_roots", mode="before")
     @classmethod
-    def _split_tiers(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
-
-    @field_validator("ingest_roots", mode="before")
-    @classmethod
-    def _split_roots(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return value
+    def _split_list(cls, value: object) -> object:
+        """`a,b` or a JSON list `["a", "b"]`."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [item.strip() for item in value.split(",") if item.strip()]
 
     @field_validator("default_ttl", "sweep_interval", "job_stale_after", "llm_breaker_cooldown")
     @classmethod
