@@ -230,10 +230,15 @@ class JobLog:
             ]
         return job
 
-    def recent(self, limit: int = 20, source: str | None = None) -> list[JobRecord]:
+    def recent(
+        self, limit: int = 20, source: str | None = None, tiers: list[str] | None = None
+    ) -> list[JobRecord]:
+        """Newest first; only `source`'s, and only jobs of `tiers`, when given."""
         query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
         if source:
             query = query.where(jobs.c.source == source)
+        if tiers is not None:
+            query = query.where(jobs.c.tier.in_(tiers))
         with self.engine.connect() as conn:
             return [_job_from_row(r) for r in conn.execute(query).mappings()]
 

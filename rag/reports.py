@@ -5,12 +5,17 @@
 - `hits_report`: over a window of the query log, how often questions find evidence (per tier
   and source), what gets cited, what is never retrieved, which questions are refused (the
   knowledge gaps), and latency per stage, with a daily series.
+
+Both take the `tiers` the reader may read (an API key's): sources, documents and tiers outside
+them are left out, and so are the asks of keys that may read more (their questions, and what
+was retrieved and cited for them). None shows everything (the CLI, loopback without keys).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,7 +64,11 @@ def overdue_sources(catalog: Catalog, now: datetime) -> list[str]:
 
 
 def freshness_report(
-    catalog: Catalog, jobs: JobLog, store: VectorStore, now: datetime
+    catalog: Catalog,
+    jobs: JobLog,
+    store: VectorStore,
+    now: datetime,
+    tiers: Collection[str] | None = None,
 ) -> dict[str, Any]:
     by_source: dict[str, list[Any]] = defaultdict(list)
     for doc in catalog.all_documents():
@@ -67,6 +76,8 @@ def freshness_report(
     soon = now + timedelta(hours=24)
     sources: list[dict[str, Any]] = []
     for src in catalog.sources():
+        if tiers is not None and src.tier not in tiers:
+            continue
         docs = by_source.get(src.name, [])
         modified = [d.source_modified_at for d in docs]
         ages: Counter[str] = Counter()
@@ -112,10 +123,12 @@ def freshness_report(
                 "age_distribution": {label: ages.get(label, 0) for label, _ in AGE_BUCKETS},
             }
         )
-    tiers = []
+    tier_rows = []
     for tier in store.tiers:
+        if tiers is not None and tier not in tiers:
+            continue
         rows = [s for s in sources if s["tier"] == tier]
-        tiers.append(
+        tier_rows.append(
             {
                 "tier": tier,
                 "sources": len(rows),
@@ -130,7 +143,7 @@ def freshness_report(
         "generated_at": iso(now),
         "overdue_sources": [s["source"] for s in sources if s["overdue"]],
         "sources": sources,
-        "tiers": tiers,
+        "tiers": tier_rows,
     }
 
 
@@ -187,7 +200,11 @@ def _count_generator(
 
 
 def hits_report(
-    engine: Engine, catalog: Catalog, since: datetime, until: datetime
+    engine: Engine,
+    catalog: Catalog,
+    since: datetime,
+    until: datetime,
+    tiers: Collection[str] | None = None,
 ) -> dict[str, Any]:
     with engine.connect() as conn:
         rows = list(
@@ -197,6 +214,9 @@ def hits_report(
                 .order_by(query_log.c.asked_at)
             ).mappings()
         )
+    if tiers is not None:
+        readable = set(tiers)
+        rows = [r for r in rows if set(r["allowed_tiers"]) <= readable]
     asks = len(rows)
     answered = [r for r in rows if r["outcome"] == "answered"]
     reasons = Counter(r["refusal_reason"] for r in rows if r["outcome"] == "refused")
@@ -239,7 +259,9 @@ def hits_report(
         bucket["asks"] += 1
         bucket["answered" if r["outcome"] == "answered" else "refused"] += 1
         bucket["totals"].append(float((r["latency_ms"] or {}).get("total", 0.0)))
-    catalog_docs = {(d.source, d.doc_id) for d in catalog.all_documents()}
+    catalog_docs = {
+        (d.source, d.doc_id) for d in catalog.all_documents() if tiers is None or d.tier in tiers
+    }
     never = sorted(catalog_docs - retrieved_docs)
     return {
         "since": iso(since),

@@ -140,6 +140,32 @@ def test_jobs_api(tmp_path, live_folder, embedder):
         assert client.get("/ingest/jobs/not-a-job").status_code == 404
 
 
+def test_a_key_writes_only_into_tiers_it_may_read(tmp_path, live_folder, embedder):
+    """A community key must not put text into the verified tier, where it would be served as
+    trusted; nor learn which verified sources are declared."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        f'[[source]]\nname = "handbook"\npath = "{live_folder}"\ntier = "verified"\n'
+    )
+    settings = make_settings(
+        tmp_path, scheduler_enabled=False, ingest_roots=[tmp_path], sources_file=sources
+    )
+    with TestClient(create_app(settings)) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        key = services.keys.create("community-bot", ["community"]).key
+        auth = {"Authorization": f"Bearer {key}"}
+        upward = client.post(
+            "/ingest/jobs", json={"path": str(live_folder), "tier": "verified"}, headers=auth
+        )
+        assert upward.status_code == 403 and "may not write into tier 'verified'" in upward.text
+        declared = client.post("/ingest/jobs", json={"source": "handbook"}, headers=auth)
+        assert declared.status_code == 404 and "declared sources: none" in declared.text
+        own = client.post(
+            "/ingest/jobs", json={"path": str(live_folder), "tier": "community"}, headers=auth
+        )
+        assert own.status_code == 202 and own.json()["tier"] == "community"
+
+
 def test_bad_schedule_in_manifest_is_named(tmp_path):
     path = manifest(
         tmp_path, '[[source]]\nname = "x"\npath = "."\ntier = "internal"\nschedule = "hourly"\n'

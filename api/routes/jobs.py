@@ -45,15 +45,19 @@ def _host(request: Request) -> IngestionHost:
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
 def create_job(
-    body: JobCreate, request: Request, services: ServicesDep, _: PrincipalDep
+    body: JobCreate, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """Queue an ingestion job now; returns its id (poll GET /ingest/jobs/{id})."""
+    """Queue an ingestion job now; returns its id (poll GET /ingest/jobs/{id}).
+
+    A key writes only into tiers it may read: a key for community content must not be able
+    to put text into the verified tier, where it would be served as trusted."""
     host = _host(request)
     settings = services.settings
     if body.path is None:
         spec = host.specs.get(body.source or "")
-        if spec is None:
-            known = ", ".join(sorted(host.specs)) or "none"
+        if spec is None or spec.tier not in principal.tiers:  # another tier's: as if none
+            visible = [n for n, s in host.specs.items() if s.tier in principal.tiers]
+            known = ", ".join(sorted(visible)) or "none"
             raise HTTPException(404, f"unknown source {body.source!r}; declared sources: {known}")
         ingest = (
             spec.request("api")
@@ -74,6 +78,12 @@ def create_job(
                 f"path {body.path!r} is outside the allowed ingest roots "
                 f"({', '.join(map(str, roots))}; set RAG_INGEST_ROOTS)",
             )
+        if body.tier in settings.tiers and body.tier not in principal.tiers:
+            raise HTTPException(
+                403,
+                f"this key may not write into tier {body.tier!r} "
+                f"(it may read and write: {', '.join(principal.tiers) or 'no tier'})",
+            )
         name = body.source or (path.stem if path.is_file() else path.name)
         ingest = IngestRequest(name, body.tier or "", path, body.ttl or settings.default_ttl, "api")
     try:
@@ -84,16 +94,19 @@ def create_job(
 
 
 @router.get("")
-def read_jobs(services: ServicesDep, _: PrincipalDep, limit: int = 20) -> list[dict[str, Any]]:
-    """Recent jobs, newest first."""
+def read_jobs(
+    services: ServicesDep, principal: PrincipalDep, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Recent jobs of the tiers the key may read, newest first."""
     limit = max(1, min(limit, 500))
-    return [j.to_dict(with_files=False) for j in services.jobs.recent(limit=limit)]
+    recent = services.jobs.recent(limit=limit, tiers=principal.tiers)
+    return [j.to_dict(with_files=False) for j in recent]
 
 
 @router.get("/{job_id}")
-def read_job(job_id: str, services: ServicesDep, _: PrincipalDep) -> dict[str, Any]:
+def read_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """One job: status, progress, counts and per-file results with reasons."""
     job = services.jobs.get(job_id)
-    if job is None:
+    if job is None or job.tier not in principal.tiers:  # another tier's job: as if none
         raise HTTPException(404, f"no ingestion job {job_id!r}")
     return job.to_dict()

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.auth import PrincipalDep
 from api.dashboard import render_dashboard
 from api.deps import ServicesDep
+from rag.auth import Principal
 from rag.metrics import CHUNKS, OVERDUE_SOURCES
 from rag.pipeline import Services
 from rag.reports import freshness_report, hits_report, overdue_sources
@@ -22,32 +23,38 @@ router = APIRouter(tags=["operations"])
 Days = Query(default=7, ge=1, le=365, description="window length in days, ending now")
 
 
-def _freshness(services: Services) -> dict[str, Any]:
-    return freshness_report(services.catalog, services.jobs, services.store, utc_now())
+# Each key is shown the rows of the tiers it may read, and the asks of keys that read no more.
+def _freshness(services: Services, principal: Principal) -> dict[str, Any]:
+    return freshness_report(
+        services.catalog, services.jobs, services.store, utc_now(), principal.tiers
+    )
 
 
-def _hits(services: Services, days: int) -> dict[str, Any]:
+def _hits(services: Services, principal: Principal, days: int) -> dict[str, Any]:
     now = utc_now()
-    return hits_report(services.engine, services.catalog, now - timedelta(days=days), now)
+    since = now - timedelta(days=days)
+    return hits_report(services.engine, services.catalog, since, now, principal.tiers)
 
 
 @router.get("/reports/freshness")
-async def read_freshness(services: ServicesDep, _: PrincipalDep) -> dict[str, Any]:
+async def read_freshness(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """What is stale, expiring, overdue or failing, per source and tier."""
-    return await run_in_threadpool(_freshness, services)
+    return await run_in_threadpool(_freshness, services, principal)
 
 
 @router.get("/reports/hits")
-async def read_hits(services: ServicesDep, _: PrincipalDep, days: int = Days) -> dict[str, Any]:
+async def read_hits(
+    services: ServicesDep, principal: PrincipalDep, days: int = Days
+) -> dict[str, Any]:
     """How often questions find evidence, what is cited, refused and never retrieved."""
-    return await run_in_threadpool(_hits, services, days)
+    return await run_in_threadpool(_hits, services, principal, days)
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-async def read_dashboard(services: ServicesDep, _: PrincipalDep, days: int = Days) -> str:
+async def read_dashboard(services: ServicesDep, principal: PrincipalDep, days: int = Days) -> str:
     """The operator dashboard (self-contained HTML)."""
-    freshness = await run_in_threadpool(_freshness, services)
-    hits = await run_in_threadpool(_hits, services, days)
+    freshness = await run_in_threadpool(_freshness, services, principal)
+    hits = await run_in_threadpool(_hits, services, principal, days)
     return render_dashboard(freshness, hits, days)
 
 

@@ -27,8 +27,8 @@ class SourcePublic(BaseModel):
 
 
 @router.get("", response_model=list[SourcePublic])
-def read_sources(services: ServicesDep, _: PrincipalDep) -> list[SourcePublic]:
-    """Every source with its tier, size and last refresh."""
+def read_sources(services: ServicesDep, principal: PrincipalDep) -> list[SourcePublic]:
+    """Every source of a tier the key may read, with its tier, size and last refresh."""
     counts = services.catalog.document_counts()
     return [
         SourcePublic(
@@ -44,4 +44,5 @@ def read_sources(services: ServicesDep, _: PrincipalDep) -> list[SourcePublic]:
             last_error=s.last_error,
         )
         for s in services.catalog.sources()
+        if s.tier in principal.tiers
     ]
