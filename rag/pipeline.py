@@ -22,7 +22,7 @@ from rag.db import connect
 from rag.durations import parse_duration
 from rag.embedding import SentenceTransformerEmbedder, shared_embedder
 from rag.jobs import JobLog
-from rag.judge import shared_judge
+from rag.judge import AnswerabilityJudge, shared_judge
 from rag.querylog import QueryLog
 from rag.rerank import make_reranker
 from rag.retrieval import HybridRetriever
@@ -50,7 +50,15 @@ class Services:
 
     @cached_property
     def embedder(self) -> SentenceTransformerEmbedder:
-        return shared_embedder(self.settings.embedding_model, self.settings.embedding_batch_size)
+        s = self.settings
+        embedder = shared_embedder(s.embedding_model, s.embedding_batch_size)
+        embedder.configure_queries(s.batch_max_size, s.batch_wait_ms)
+        return embedder
+
+    @cached_property
+    def judge(self) -> AnswerabilityJudge:
+        s = self.settings
+        return shared_judge(s.judge_model, s.judge_threads, s.judge_concurrent_threads)
 
     @cached_property
     def bm25(self) -> BM25Encoder:
@@ -98,7 +106,7 @@ class Services:
             reranker=make_reranker(s.reranker),
             confidence=ConfidenceModel.load(s.calibration_file),
             answerer=self.answerer,
-            judge=shared_judge(s.judge_model),
+            judge=self.judge,
             log=self.query_log,
             candidates=s.candidates,
             threshold=s.confidence_threshold,
@@ -134,7 +142,7 @@ class Services:
             prompts=PromptSet.load(s.prompts_dir),
             verifier=verifier,
             fallback=extractive,
-            count_tokens=shared_judge(s.judge_model).count_tokens,
+            count_tokens=self.judge.count_tokens,
             context_tokens=s.llm_context_tokens,
             # The least trusted tier's passages reach the model marked as untrusted material.
             untrusted_tiers=frozenset(s.tiers[-1:]),

@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     judge_model: Path | None = None
     judge_depth: int = Field(default=3, ge=1, le=20)
     judge_rerank: bool = False
+    # Intra-op threads of a judge inference that runs alone (a lone request's latency), and of
+    # one that starts while another inference runs (concurrent requests: one core each).
+    judge_threads: int = Field(default=2, ge=1, le=64)
+    judge_concurrent_threads: int = Field(default=1, ge=1, le=64)
+    # Micro-batching of concurrent questions' embeddings: one forward pass over up to this many
+    # questions; a question waits at most this long for batch-mates, and only while questions
+    # arrive that close together. A wait of 0 (or a size of 1) embeds each question alone.
+    batch_max_size: int = Field(default=16, ge=1, le=256)
+    batch_wait_ms: float = Field(default=2.0, ge=0, le=100)
     # Calibrated confidence model; RAG_CONFIDENCE_THRESHOLD overrides its threshold.
     calibration_file: Path | None = None
     confidence_threshold: float | None = None
