@@ -77,6 +77,7 @@ class Services:
                 prefix=s.collection_prefix,
                 api_key=s.qdrant_api_key,
                 min_free_bytes=int(s.store_min_free_mb * 1024 * 1024),
+                search_threads=s.store_search_threads,
             )
 
     @cached_property

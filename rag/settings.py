@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # refused (the store reports itself full) before the engine's memory-mapped files can
     # hit a full disk, which would kill the process (rag/store/edge.py).
     store_min_free_mb: float = Field(default=64, ge=0)
+    # Threads in each embedded tier shard's search pool (rag/store/edge.py says why 1).
+    store_search_threads: int = Field(default=1, ge=1)
 
     # Trust tiers, most trusted first. One Qdrant collection (edge: one shard dir) per tier.
     tiers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_TIERS))

@@ -39,17 +39,20 @@ def open_store(
     prefix: str = "ragops_",
     api_key: str | None = None,
     min_free_bytes: int | None = None,
+    search_threads: int | None = 1,
 ) -> VectorStore:
     """Open the configured backend; heavy client imports happen only for the one chosen.
     `min_free_bytes`: the free disk space the embedded store keeps in reserve (writes that
-    would eat into it are refused)."""
+    would eat into it are refused); `search_threads`: each embedded shard's search pool."""
     if backend == "edge":
         from rag.store.edge import DEFAULT_MIN_FREE_BYTES, EdgeStore
 
         if edge_dir is None:
             raise ValueError("the edge backend needs a directory")
         reserve = DEFAULT_MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
-        return EdgeStore(edge_dir, tiers, dim, min_free_bytes=reserve)
+        return EdgeStore(
+            edge_dir, tiers, dim, min_free_bytes=reserve, search_threads=search_threads
+        )
     if backend == "qdrant":
         from rag.store.server import QdrantServerStore
 
