@@ -499,50 +499,11 @@ def llama_answers(rows: list[dict[str, Any]], cutoff: float) -> dict[str, Any]:
 
 
 def ingest_throughput(args: argparse.Namespace) -> dict[str, Any]:
-    """evals/bench_ingest's measurement: Ingestor.run end to end, then raw encode() of exactly
-    the chunk texts it produced, alternating, `--ingest-repeats` times."""
-    import itertools
-    import statistics
+    """evals/bench_ingest's measurement, `--ingest-docs` fitz-gov documents, medians of
+    `--ingest-repeats` alternating runs."""
+    from evals.bench_ingest import measure
 
-    from evals.corpora import fitz_gov_documents, write_jsonl
-    from ingestion.runner import IngestRequest
-    from ingestion.service import make_ingestor
-    from rag.pipeline import Services
-    from rag.settings import Settings
-
-    rows = list(itertools.islice(fitz_gov_documents(), args.ingest_docs))
-    kb = sum(len(r["text"].encode("utf-8")) for r in rows) / 1024
-    ingest_s, encode_s, chunks = [], [], 0
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = write_jsonl(rows, Path(tmp) / "corpus.jsonl")
-        for run in range(args.ingest_repeats):
-            services = Services(
-                Settings(data_dir=Path(tmp) / f"data{run}", sources_file=Path(tmp) / "none.toml")
-            )
-            embedder = services.embedder
-            embedder.embed_texts(["warm up the model"])
-            ingestor = make_ingestor(services)
-            start = time.perf_counter()
-            job = ingestor.run(IngestRequest("bench", "internal", corpus, "30d", "bench"))
-            ingest_s.append(time.perf_counter() - start)
-            if job.status != "succeeded" or job.counts["failed"]:
-                raise RuntimeError(f"ingestion failed: {job.to_dict()}")
-            texts = [p.text for p in services.store.scroll("internal")]
-            chunks = len(texts)
-            start = time.perf_counter()
-            embedder.embed_texts(texts)
-            encode_s.append(time.perf_counter() - start)
-            services.close()
-    ing, enc = statistics.median(ingest_s), statistics.median(encode_s)
-    return {
-        "documents": len(rows),
-        "kb": round(kb, 1),
-        "chunks": chunks,
-        "repeats": args.ingest_repeats,
-        "ingest": {"kb_s": round(kb / ing, 2), "chunks_s": round(chunks / ing, 2), "s": ing},
-        "encode": {"kb_s": round(kb / enc, 2), "chunks_s": round(chunks / enc, 2), "s": enc},
-        "ratio": round(enc / ing, 3),
-    }
+    return measure(args.ingest_docs, args.ingest_repeats)
 
 
 def scale_sweep(

@@ -3,15 +3,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import httpx
 import pytest
 import schemathesis
-import uvicorn
-from conftest import make_settings
+from conftest import make_settings, serve_on_loopback
 from hypothesis import HealthCheck, given, settings
 
 from api.main import create_app
@@ -25,19 +20,8 @@ def base_url(tmp_path_factory, embedder):  # type: ignore[no-untyped-def]
     (tmp / "docs").mkdir()
     (tmp / "docs" / "note.md").write_text("# Note\n\nThe fuzzing note says nothing much.\n")
     app = create_app(make_settings(tmp, ingest_roots=[tmp / "docs"], rate_limit_per_min=0))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_on_loopback(app) as url:
+        yield url
 
 
 def test_no_request_gets_a_server_error_or_a_stack_trace(base_url):  # type: ignore[no-untyped-def]

@@ -9,14 +9,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
-from conftest import REPO, make_settings
+from conftest import REPO, make_settings, serve_on_loopback
 
 from api.limits import RateLimiter
 from api.main import create_app
@@ -61,29 +58,18 @@ def ragops(tmp_path_factory, embedder):  # type: ignore[no-untyped-def]
         path.write_text(text)
         os.utime(path, (MODIFIED.timestamp(), MODIFIED.timestamp()))
     app = create_app(make_settings(tmp, rate_limit_per_min=0))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.1)
-    services = app.state.services
-    ingest = make_ingestor(services)
-    for source, tier in (("policies", "verified"), ("finance", "internal")):
-        job = ingest.run(IngestRequest(source, tier, folders[tier], "30d"))
-        assert job.status == "succeeded" and job.counts["added"] == 1, job
-    yield {
-        "url": f"http://127.0.0.1:{port}",
-        "app": app,
-        "internal_key": services.keys.create("finance-bot", ["internal"]).key,
-        "all_key": services.keys.create("support-bot", ["verified", "internal"]).key,
-    }
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_on_loopback(app) as url:
+        services = app.state.services
+        ingest = make_ingestor(services)
+        for source, tier in (("policies", "verified"), ("finance", "internal")):
+            job = ingest.run(IngestRequest(source, tier, folders[tier], "30d"))
+            assert job.status == "succeeded" and job.counts["added"] == 1, job
+        yield {
+            "url": url,
+            "app": app,
+            "internal_key": services.keys.create("finance-bot", ["internal"]).key,
+            "all_key": services.keys.create("support-bot", ["verified", "internal"]).key,
+        }
 
 
 def _search(ragops, key: str, **body) -> dict:  # type: ignore[no-untyped-def]

@@ -32,9 +32,7 @@ import itertools
 import json
 import random
 import re
-import socket
 import threading
-import time
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -46,8 +44,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from conftest import make_settings
+from conftest import make_settings, serve_on_loopback
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -213,27 +210,12 @@ class World:
                 self.asked.append((scope, body["question"]))
 
 
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 180
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.1)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("tiers")
     folders = write_corpus(tmp / "corpus")
     app = create_app(make_settings(tmp, rate_limit_per_min=0, scheduler_enabled=False))
-    server, thread, base_url = _serve(app)
-    try:
+    with serve_on_loopback(app) as base_url:
         services: Services = app.state.services
         ingest(services, folders, TIERS)
         chunk_ids = {
@@ -246,9 +228,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[W
         yield world
         for client in world.clients:
             client.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
 
 
 # --- the leak detector ---------------------------------------------------------------------
