@@ -109,11 +109,17 @@ class Ingestor:
                     "a source keeps its tier (use a new source name for another tier)"
                 )
 
-    def submit(self, request: IngestRequest) -> JobRecord:
-        """Validate and record a queued job; `run(request, job)` executes it."""
+    def submit(self, request: IngestRequest, queued: bool = True) -> JobRecord:
+        """Validate and record a job: queued for a worker, or running here (`run` without a
+        job); `run(request, job)` executes it."""
         self.validate(request)
         return self.jobs.create(
-            request.source, request.tier, str(request.path.resolve()), request.ttl, request.trigger
+            request.source,
+            request.tier,
+            str(request.path.resolve()),
+            request.ttl,
+            request.trigger,
+            queued=queued,
         )
 
     def run(
@@ -122,7 +128,7 @@ class Ingestor:
         job: JobRecord | None = None,
         progress: Progress | None = None,
     ) -> JobRecord:
-        job = job or self.submit(request)
+        job = job or self.submit(request, queued=False)
         try:
             self._run(request, job, progress)
         except Exception as exc:

@@ -78,7 +78,12 @@ class JobLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, source: str, tier: str, path: str, ttl: str, trigger: str) -> JobRecord:
+    def create(
+        self, source: str, tier: str, path: str, ttl: str, trigger: str, queued: bool = True
+    ) -> JobRecord:
+        """A new job: queued for any worker to claim, or (`queued=False`) already running in
+        the caller, so that no worker can claim it and run it a second time alongside."""
+        now = utc_now()
         job = JobRecord(
             job_id=str(uuid.uuid4()),
             source=source,
@@ -86,8 +91,9 @@ class JobLog:
             path=path,
             ttl=ttl,
             trigger=trigger,
-            status="queued",
-            created_at=utc_now(),
+            status="queued" if queued else "running",
+            created_at=now,
+            started_at=None if queued else now,
         )
         with self.engine.begin() as conn:
             conn.execute(
@@ -100,6 +106,8 @@ class JobLog:
                     trigger=trigger,
                     status=job.status,
                     created_at=job.created_at,
+                    started_at=job.started_at,
+                    heartbeat_at=job.started_at,
                     counts=job.counts,
                     files_total=0,
                     files_done=0,

@@ -192,6 +192,26 @@ def test_interrupted_job_is_failed_and_next_run_converges(services_factory, live
         host.stop()
 
 
+def test_a_job_run_in_process_is_never_claimed_by_a_worker(
+    services_factory, live_folder, sqlite_url
+):
+    """`ragops ingest` runs its job itself: a worker polling the same ops DB (`ragops worker`
+    beside a server store) must not claim and run it a second time (duplicate inserts)."""
+    services = services_factory(database_url=sqlite_url)
+    ingestor = make_ingestor(services)
+    request = IngestRequest("live", "internal", live_folder, "7d")
+    mine = ingestor.submit(request, queued=False)
+    assert services.jobs.claim("other-worker") is None
+    assert services.jobs.get(mine.job_id).status == "running"
+    host = IngestionHost(services)
+    host.start(schedule=False)
+    try:
+        job = ingestor.run(request, mine)
+        assert job.status == "succeeded" and job.counts["added"] == 2, job.to_dict()
+    finally:
+        host.stop()
+
+
 def test_claims_are_exclusive_across_workers(services_factory, tmp_path, db_url):
     services = services_factory(database_url=db_url)
     for i in range(30):
