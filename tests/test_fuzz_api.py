@@ -64,6 +64,8 @@ HOSTILE = [
     ("POST", "/ask", b'{"question": "\\u0000\\u001b"}', "must not be blank"),
     ("POST", "/ask", b"[" * 100_000 + b"]" * 100_000, "error parsing the body"),
     ("POST", "/search", b'{"question": "\\ud800"}', ""),
+    ("POST", "/ask", b'{"question": "x", "tiers": ["' + b"t" * 200_000 + b'"]}', "at most 64"),
+    ("POST", "/ingest/jobs", b'{"path": "/tmp", "tier": "' + b"t" * 200_000 + b'"}', "at most 64"),
 ]
 
 

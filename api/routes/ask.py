@@ -7,7 +7,7 @@ import functools
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
@@ -26,11 +26,16 @@ router = APIRouter(tags=["ask"])
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
+# A tier name is a short word: longer ones are refused by validation, which does not echo
+# them (an unknown tier's message does, and a forged 200 kB name came back whole).
+TierName = Annotated[str, Field(max_length=64)]
 
 
 class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    tiers: list[str] | None = Field(default=None, description="narrow to these tiers")
+    tiers: list[TierName] | None = Field(
+        default=None, max_length=64, description="narrow to these tiers"
+    )
     top_k: int = Field(default=5, ge=1, le=50)
 
     @field_validator("question")

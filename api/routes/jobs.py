@@ -22,7 +22,7 @@ class JobCreate(BaseModel):
 
     source: str | None = Field(default=None, max_length=200)
     path: str | None = Field(default=None, max_length=4096)
-    tier: str | None = None
+    tier: str | None = Field(default=None, max_length=64)
     ttl: str | None = None
 
     @model_validator(mode="after")
