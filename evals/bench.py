@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from evals.metrics import doc_ranking, mrr_at, ndcg_at, percentile, recall_at, summarize
+from evals.metrics import doc_ranking, percentile, ranking_quality, summarize
 
 # Offline: see the module docstring. Set before llama_index is imported anywhere.
 for _var in ("NLTK_DATA", "TIKTOKEN_CACHE_DIR"):
@@ -165,14 +165,9 @@ def ratio(slow: float, fast: float) -> float | None:
 
 
 def quality(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float | None]:
-    n = len(rankings)
-    if not n:
+    if not rankings:
         return {"recall@5": None, "mrr@10": None, "ndcg@10": None}
-    return {
-        "recall@5": round(sum(recall_at(r, s, 5) for r, s in zip(rankings, relevant)) / n, 4),
-        "mrr@10": round(sum(mrr_at(r, s, 10) for r, s in zip(rankings, relevant)) / n, 4),
-        "ndcg@10": round(sum(ndcg_at(r, s, 10) for r, s in zip(rankings, relevant)) / n, 4),
-    }
+    return {k: round(v, 4) for k, v in ranking_quality(rankings, relevant).items()}
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -510,13 +505,12 @@ def scale_sweep(
     args: argparse.Namespace, base_chunks: list[tuple[Any, list[float]]], started: float
 ) -> dict[str, Any]:
     """evals/bench_latency's method over one growing store (see the module docstring)."""
-    from dataclasses import replace
-
+    from evals.corpora import replicas, upsert_all
     from evals.datasets import halueval_rows
     from rag.pipeline import Services
     from rag.settings import Settings
     from rag.store import ChunkFilter
-    from rag.types import ChunkPoint, chunk_id_for, iso, utc_now
+    from rag.types import iso, utc_now
 
     rows = list(halueval_rows(args.base + args.unanswerable))
     answerable = [r["question"] for r in rows[: min(args.scale_questions, args.base)]]
@@ -535,6 +529,7 @@ def scale_sweep(
         avgdl = sum(lengths) / len(lengths)
         sparse = [bm25.encode_document(t, avgdl) for t in texts]
         base = np.asarray([v for _, v in base_chunks], dtype=np.float32)
+        base_payloads = [p for p, _ in base_chunks]
         later = iso(utc_now().replace(year=utc_now().year + 10))
         rss_empty = rss_mb()
         filled = 0
@@ -545,31 +540,11 @@ def scale_sweep(
                 log(f"scale: skipping {size} ({elapsed:.0f} s spent, budget {args.time_budget})")
                 continue
             start = time.perf_counter()
-            batch: list[ChunkPoint] = []
-            for n in range(filled, size):
-                i = n % len(base_chunks)
-                payload = base_chunks[i][0]
-                vec = base[i]
-                if n >= len(base_chunks):
-                    vec = vec + rng.normal(0, 0.02, base.shape[1])
-                vec = vec / np.linalg.norm(vec)
-                doc_id = f"{payload.doc_id}-copy{n // len(base_chunks)}"
-                copy = replace(
-                    payload,
-                    doc_id=doc_id,
-                    chunk_id=chunk_id_for(
-                        "bench", doc_id, payload.chunk_index, payload.content_hash
-                    ),
-                    source="bench",
-                    tier="verified",
-                    expires_at=later,
-                )
-                batch.append(ChunkPoint(copy, vec.tolist(), sparse[i]))
-                if len(batch) == 1000:
-                    store.upsert("verified", batch)
-                    batch = []
-            if batch:
-                store.upsert("verified", batch)
+            upsert_all(
+                store,
+                "verified",
+                replicas(base_payloads, base, sparse, filled, size, rng, later),
+            )
             filled = size
             fill_s = time.perf_counter() - start
             _, optimise_ms = timed(lambda: store.optimize("verified"))

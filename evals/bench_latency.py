@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.corpora import replicas, upsert_all
 from evals.datasets import halueval_rows
 from evals.metrics import percentile
 
@@ -38,7 +39,7 @@ def main() -> None:
 
     from rag.pipeline import Services
     from rag.settings import Settings
-    from rag.types import ChunkPayload, ChunkPoint, chunk_id_for, content_hash, iso, utc_now
+    from rag.types import ChunkPayload, content_hash, iso, utc_now
 
     rows = list(halueval_rows(max(args.base + args.unanswerable, args.questions)))
     texts = [r["knowledge"] for r in rows[: args.base]]
@@ -60,40 +61,32 @@ def main() -> None:
             avgdl = sum(lengths) / len(lengths)
             sparse = [bm25.encode_document(t, avgdl) for t in texts]
             now, later = utc_now(), utc_now().replace(year=utc_now().year + 10)
-            batch: list[ChunkPoint] = []
-            for n in range(size):
-                i = n % len(texts)
-                vec = base_vecs[i] + (
-                    rng.normal(0, 0.02, base_vecs.shape[1]) if n >= len(texts) else 0
-                )
-                vec = vec / np.linalg.norm(vec)
-                doc_id = f"halueval-{i}-copy{n // len(texts)}"
-                h = content_hash(texts[i])
-                payload = ChunkPayload(
-                    doc_id=doc_id,
-                    chunk_id=chunk_id_for("bench", doc_id, 0, h),
+            base = [
+                ChunkPayload(
+                    doc_id=f"halueval-{i}",
+                    chunk_id="",  # each copy gets its own
                     chunk_index=0,
                     source="bench",
                     tier="verified",
-                    uri=f"bench://{doc_id}",
-                    title=doc_id,
+                    uri=f"bench://halueval-{i}",
+                    title=f"halueval-{i}",
                     section="",
-                    text=texts[i],
+                    text=text,
                     char_start=0,
-                    char_end=len(texts[i]),
+                    char_end=len(text),
                     source_modified_at=iso(now),
                     ingested_at=iso(now),
                     expires_at=iso(later),
-                    content_hash=h,
+                    content_hash=(h := content_hash(text)),
                     doc_hash=h,
                     version=1,
                     token_count=lengths[i],
                 )
-                batch.append(ChunkPoint(payload, vec.tolist(), sparse[i]))
-                if len(batch) == 1000:
-                    store.upsert("verified", batch)
-                    batch = []
-            store.upsert("verified", batch)
+                for i, text in enumerate(texts)
+            ]
+            upsert_all(
+                store, "verified", replicas(base, base_vecs, sparse, 0, size, rng, iso(later))
+            )
             start = time.perf_counter()
             store.optimize("verified")
             optimise_s = time.perf_counter() - start

@@ -19,18 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evals.metrics import doc_ranking, mrr_at, ndcg_at, percentile, recall_at
+from evals.metrics import doc_ranking, percentile, ranking_quality
 from evals.runner import read_dataset
 from rag.terms import QueryTerms
-
-
-def score(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
-    n = len(rankings)
-    return {
-        "recall@5": sum(recall_at(r, s, 5) for r, s in zip(rankings, relevant)) / n,
-        "mrr@10": sum(mrr_at(r, s, 10) for r, s in zip(rankings, relevant)) / n,
-        "ndcg@10": sum(ndcg_at(r, s, 10) for r, s in zip(rankings, relevant)) / n,
-    }
 
 
 def main() -> None:
@@ -83,7 +74,7 @@ def main() -> None:
     print(f"dataset: {args.dataset} ({len(rows)} answerable questions)")
     print(f"{'configuration':34s} {'recall@5':>9s} {'MRR@10':>8s} {'nDCG@10':>8s}")
     for name, rankings in table.items():
-        m = score(rankings, relevant)
+        m = ranking_quality(rankings, relevant)
         print(f"{name:34s} {m['recall@5']:9.4f} {m['mrr@10']:8.4f} {m['ndcg@10']:8.4f}")
     print(
         f"query embedding alone: p50 {percentile(embed_ms, 50):.1f} ms, "
@@ -93,7 +84,8 @@ def main() -> None:
         print("\nevidence reranker grid (dense, bm25, coverage) on hybrid RRF candidates:")
         results = []
         for d, b, c in itertools.product([0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.0, 0.25, 0.5, 1.0]):
-            m = score(ranked(pools["rrf"], EvidenceReranker(d, b, c), questions), relevant)
+            rankings = ranked(pools["rrf"], EvidenceReranker(d, b, c), questions)
+            m = ranking_quality(rankings, relevant)
             results.append((m["mrr@10"], m["recall@5"], d, b, c))
         for mrr, rec, d, b, c in sorted(results, reverse=True)[:8]:
             print(f"  dense={d} bm25={b} coverage={c}: recall@5 {rec:.4f} MRR@10 {mrr:.4f}")

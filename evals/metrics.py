@@ -33,6 +33,16 @@ def ndcg_at(ranking: list[str], relevant: set[str], k: int) -> float:
     return dcg / ideal if ideal else 0.0
 
 
+def ranking_quality(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
+    """Mean recall@5, MRR@10 and nDCG@10 of document rankings against their relevant sets."""
+    n = len(rankings)
+    return {
+        "recall@5": sum(recall_at(r, s, 5) for r, s in zip(rankings, relevant)) / n,
+        "mrr@10": sum(mrr_at(r, s, 10) for r, s in zip(rankings, relevant)) / n,
+        "ndcg@10": sum(ndcg_at(r, s, 10) for r, s in zip(rankings, relevant)) / n,
+    }
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return 0.0
