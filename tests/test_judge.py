@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,84 @@ def test_shipped_models_keep_no_int8_weights(model_dir):
     matmuls = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
     assert matmuls
     assert all(weights[n.input[1]] == onnx.TensorProto.UINT8 for n in matmuls)
+
+
+def _pair(qid: str, set_: str, kind: str, label: int, split: str = "train") -> dict:
+    return {
+        "split": split,
+        "set": set_,
+        "qid": qid,
+        "question": qid,
+        "passage": kind,
+        "label": label,
+        "kind": kind,
+    }
+
+
+@pytest.mark.unit
+def test_training_recipes_choose_pairs_as_they_say():
+    from evals.train_judge import RECIPE, training_rows
+
+    pairs = []
+    for i in range(6):
+        q = f"halueval-q{i}"
+        pairs += [
+            _pair(q, "halueval", "positive", 1),
+            _pair(q, "halueval", "hard_negative", 0),
+            _pair(q, "halueval", "hard_negative", 0),
+            _pair(q, "halueval", "near_miss_drop", 0),
+        ]
+        if i % 2:
+            pairs.append(_pair(q, "halueval", "near_miss_swap", 0))
+    pairs += [
+        _pair("f1", "fitzgov", "positive", 1),
+        _pair("f1", "fitzgov", "abstention", 0),
+        _pair("f2", "fitzgov", "positive", 1, split="val"),
+    ]
+
+    def kinds(recipe):
+        rows = training_rows(pairs, recipe)
+        assert all(r["split"] == "train" for r in rows)
+        return sorted(f"{r['set']} {r['kind']}" for r in rows)
+
+    shipped = kinds(RECIPE)  # questions 0 and 3 left out (every third)
+    assert shipped.count("halueval positive") == 4
+    assert shipped.count("halueval hard_negative") == 4
+    # one near miss each: the swap where there is one (questions 1 and 5), else the drop
+    assert shipped.count("halueval near_miss_swap") == 2
+    assert shipped.count("halueval near_miss_drop") == 2
+    assert shipped.count("fitzgov positive") == 2 and shipped.count("fitzgov abstention") == 1
+    every = kinds(
+        replace(RECIPE, halueval_every=0, hard_negatives=2, near_misses=2, fitz_positive_copies=3)
+    )
+    assert every.count("halueval positive") == 6
+    assert every.count("halueval hard_negative") == 12
+    assert every.count("halueval near_miss_drop") == 6
+    assert every.count("halueval near_miss_swap") == 3
+    assert every.count("fitzgov positive") == 3
+    assert "halueval near_miss_drop" not in kinds(replace(RECIPE, near_misses=0))
+
+
+@pytest.mark.unit
+def test_the_sweep_chooses_the_threshold_on_one_split_and_reads_the_other_at_it():
+    from evals.judge_sweep import decision_figures
+
+    questions = [
+        {"set": "halueval", "answerable": True},
+        {"set": "halueval", "answerable": True},
+        {"set": "fitzgov", "answerable": True},
+        {"set": "fitzgov", "answerable": False},
+        {"set": "fitzgov", "answerable": False},
+    ]
+    # Each question's best window counts: 0.9, 0.7, 0.6 answerable; 0.4, 0.65 not.
+    probs = [np.array(p) for p in ([0.1, 0.9], [0.7], [0.6, 0.2], [0.4, 0.3], [0.65])]
+    chosen = decision_figures(questions, probs)
+    # No cut separates all five: the best worst rate is 0.5, at 0.6 (the abstention at 0.65 is
+    # answered); any higher cut refuses the answerable fitz-gov question.
+    assert chosen["worst"] == 0.5
+    assert chosen["threshold"] == 0.6
+    assert chosen["fitzgov answer_rate"] == 1.0 and chosen["fitzgov refusal_recall"] == 0.5
+    assert chosen["fitzgov question auc"] == 0.5
+    read = decision_figures(questions, probs, threshold=0.95)
+    assert read["threshold"] == 0.95 and read["halueval answer_rate"] == 0.0
+    assert read["fitzgov refusal_recall"] == 1.0
