@@ -60,7 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -751,6 +751,16 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A markdown table, then a blank line."""
+    return [
+        f"| {' | '.join(header)} |",
+        "|" + " --- |" * len(header),
+        *(f"| {' | '.join(map(str, row))} |" for row in rows),
+        "",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -775,29 +785,39 @@ def markdown(report: dict[str, Any]) -> str:
             f"(ingestion), LlamaIndex {q['llama_build_s']:.0f} s, rank-bm25 "
             f"{q['rank_bm25_build_s']:.1f} s.",
             "",
-            "| system | recall@5 | MRR@10 | nDCG@10 | p50 ms | p95 ms |",
-            "| --- | --- | --- | --- | --- | --- |",
         ]
-        for system, s in q["systems"].items():
-            lat = s["latency_ms"]
-            lines.append(
-                f"| {system} | {fmt(s['recall@5'])} | {fmt(s['mrr@10'])} | {fmt(s['ndcg@10'])}"
-                f" | {lat['p50']:.2f} | {lat['p95']:.2f} |"
-            )
-        lines.append("")
+        lines += table(
+            ["system", "recall@5", "MRR@10", "nDCG@10", "p50 ms", "p95 ms"],
+            (
+                [
+                    system,
+                    fmt(s["recall@5"]),
+                    fmt(s["mrr@10"]),
+                    fmt(s["ndcg@10"]),
+                    f"{s['latency_ms']['p50']:.2f}",
+                    f"{s['latency_ms']['p95']:.2f}",
+                ]
+                for system, s in q["systems"].items()
+            ),
+        )
     if report.get("speed"):
         lines += [
             "**Speed ratios** (their latency / ours: > 1 means ours is faster)",
             "",
-            "| set | theirs | ours | p50 ratio | p95 ratio |",
-            "| --- | --- | --- | --- | --- |",
+            *table(
+                ["set", "theirs", "ours", "p50 ratio", "p95 ratio"],
+                (
+                    [
+                        r["set"],
+                        r["theirs"],
+                        r["ours"],
+                        f"{fmt(r['p50_ratio'], 2)}x",
+                        f"{fmt(r['p95_ratio'], 2)}x",
+                    ]
+                    for r in report["speed"]
+                ),
+            ),
         ]
-        for r in report["speed"]:
-            lines.append(
-                f"| {r['set']} | {r['theirs']} | {r['ours']} | {fmt(r['p50_ratio'], 2)}x"
-                f" | {fmt(r['p95_ratio'], 2)}x |"
-            )
-        lines.append("")
     if report.get("answers"):
         lines += [
             "## Answer or refuse (val split)",
@@ -813,19 +833,31 @@ def markdown(report: dict[str, Any]) -> str:
                 else ""
             ),
             "",
-            "| set | system | refusal precision | refusal recall | answer rate (answerable) "
-            "| answered citing relevant | citation validity |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            *table(
+                [
+                    "set",
+                    "system",
+                    "refusal precision",
+                    "refusal recall",
+                    "answer rate (answerable)",
+                    "answered citing relevant",
+                    "citation validity",
+                ],
+                (
+                    [
+                        name,
+                        system,
+                        fmt(a["refusal"]["precision"]),
+                        fmt(a["refusal"]["recall"]),
+                        fmt(a["answers"]["answer_rate"]),
+                        fmt(a["answers"]["answered_citing_relevant"]),
+                        fmt(a["answers"]["citation_validity"]),
+                    ]
+                    for name, per in report["answers"].items()
+                    for system, a in per.items()
+                ),
+            ),
         ]
-        for name, per in report["answers"].items():
-            for system, a in per.items():
-                lines.append(
-                    f"| {name} | {system} | {fmt(a['refusal']['precision'])}"
-                    f" | {fmt(a['refusal']['recall'])} | {fmt(a['answers']['answer_rate'])}"
-                    f" | {fmt(a['answers']['answered_citing_relevant'])}"
-                    f" | {fmt(a['answers']['citation_validity'])} |"
-                )
-        lines.append("")
     ing = report.get("ingest_throughput")
     if ing:
         lines += [
@@ -901,15 +933,14 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "## Targets",
             "",
-            "| target | measured | met | margin |",
-            "| --- | --- | --- | --- |",
+            *table(
+                ["target", "measured", "met", "margin"],
+                (
+                    [t["target"], t["measured"], "yes" if t["met"] else "**no**", t["margin"]]
+                    for t in report["targets"]
+                ),
+            ),
         ]
-        for t in report["targets"]:
-            lines.append(
-                f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'}"
-                f" | {t['margin']} |"
-            )
-        lines.append("")
     prof = (sc or {}).get("profile")
     if prof:
         lines += [

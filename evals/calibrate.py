@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evals.metrics import group_rates
 from evals.runner import read_dataset
 from rag.confidence import FEATURES, ConfidenceModel, Evidence
 
@@ -32,16 +33,6 @@ def _rows(runs: list[Run], features: tuple[str, ...]) -> list[_Row]:
                 label = 1 if dataset[r["id"]]["answerable"] else 0
                 out.append(([r["evidence"][f] for f in features], label, (name, label)))
     return out
-
-
-def _group_rates(scored: list[tuple[float, tuple[str, int]]], t: float) -> dict[str, float]:
-    rates: dict[str, float] = {}
-    for group in sorted({g for _, g in scored}):
-        members = [s for s, g in scored if g == group]
-        ok = sum(1 for s in members if (s >= t) == bool(group[1]))
-        key = f"{group[0]} {'answer_rate' if group[1] else 'refusal_recall'}"
-        rates[key] = round(ok / len(members), 4)
-    return rates
 
 
 def _fit_rows(rows: list[_Row], features: tuple[str, ...]) -> ConfidenceModel:
@@ -63,11 +54,11 @@ def _fit_rows(rows: list[_Row], features: tuple[str, ...]) -> ConfidenceModel:
     )
     scored = [(_score(fitted, features, x), g) for x, _, g in rows]
     grid = [step / 200 for step in range(1, 200)]
-    worst = [min(_group_rates(scored, t).values()) for t in grid]
+    worst = [min(group_rates(scored, t).values()) for t in grid]
     # The middle of the best plateau, not its edge: the edge sits on a training row.
     plateau = [t for t, w in zip(grid, worst) if w == max(worst)]
     fitted.threshold = plateau[len(plateau) // 2]
-    fitted.fitted_on = {"features": list(features), **_group_rates(scored, fitted.threshold)}
+    fitted.fitted_on = {"features": list(features), **group_rates(scored, fitted.threshold)}
     return fitted
 
 
@@ -91,7 +82,7 @@ def cross_validate(runs: list[Run], features: tuple[str, ...], folds: int = 5) -
             if i % folds == k:
                 # Re-centre on the fold's threshold so one cut (0.5) applies to every fold.
                 decided.append((0.5 + _score(model, features, x) - model.threshold, g))
-    rates = _group_rates(decided, 0.5)
+    rates = group_rates(decided, 0.5)
     return {"worst": min(rates.values()), **rates}
 
 

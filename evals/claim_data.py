@@ -40,7 +40,7 @@ from typing import Any
 
 from evals.corpora import write_jsonl
 from evals.datasets import halueval_rows, judge_split
-from evals.judge_data import _SENTENCE_END, _rng, _Windows, base_tokenizer_file
+from evals.judge_data import _SENTENCE_END, Windows, _rng, base_tokenizer_file
 from rag.bm25 import tokenize
 from rag.terms import QUESTION_WORDS
 from rag.verify import claim_text
@@ -113,7 +113,7 @@ class _Neighbours:
         return None
 
 
-def claim_pairs(rows: list[dict[str, Any]], windows: _Windows) -> Iterator[dict[str, Any]]:
+def claim_pairs(rows: list[dict[str, Any]], windows: Windows) -> Iterator[dict[str, Any]]:
     donors = sorted(
         {r["right_answer"].strip() for r in rows if len(r["right_answer"].split()) <= 4}
     )
@@ -152,7 +152,7 @@ def claim_pairs(rows: list[dict[str, Any]], windows: _Windows) -> Iterator[dict[
 
 def build(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    pairs = list(claim_pairs(list(halueval_rows()), _Windows(base_tokenizer_file())))
+    pairs = list(claim_pairs(list(halueval_rows()), Windows(base_tokenizer_file())))
     path = write_jsonl(pairs, out / "pairs.jsonl")
     summary = Counter(f"{p['split']} {p['kind']}" for p in pairs)
     (out / "summary.json").write_text(json.dumps(dict(sorted(summary.items())), indent=2) + "\n")

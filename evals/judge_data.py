@@ -92,7 +92,7 @@ def swap_specific(question: str, passage: str, rng: random.Random, donors: list[
     return re.sub(rf"\b{re.escape(target)}\b", replacement, passage)
 
 
-class _Windows:
+class Windows:
     """`passage_window` with the judge's tokenizer (the base model's: same vocabulary)."""
 
     def __init__(self, tokenizer_file: Path) -> None:
@@ -155,7 +155,7 @@ def _donor_names(questions: list[str]) -> list[str]:
 def halueval_pairs(
     rows: list[dict[str, Any]],
     retrieved: dict[str, list[dict[str, str]]],
-    windows: _Windows,
+    windows: Windows,
     donors: list[str],
 ) -> Iterator[dict[str, Any]]:
     for r in rows:
@@ -186,7 +186,7 @@ def halueval_pairs(
 
 
 def _pair(
-    base: dict[str, Any], windows: _Windows, text: str, label: int, kind: str
+    base: dict[str, Any], windows: Windows, text: str, label: int, kind: str
 ) -> dict[str, Any]:
     return {**base, "passage": windows.cut(base["question"], text), "label": label, "kind": kind}
 
@@ -195,7 +195,7 @@ def fitzgov_pairs(
     cases: list[dict[str, Any]],
     documents: dict[str, str],
     retrieved: dict[str, list[dict[str, str]]],
-    windows: _Windows,
+    windows: Windows,
     donors: list[str],
 ) -> Iterator[dict[str, Any]]:
     for case in cases:
@@ -254,7 +254,7 @@ def build(out: Path, tokenizer_file: Path, progress: Callable[[str], None] = pri
     documents: dict[str, str] = {}
     for d in fitz_gov_documents():
         documents.setdefault(d["id"], d["text"])
-    windows = _Windows(tokenizer_file)
+    windows = Windows(tokenizer_file)
     donors = _donor_names([r["question"] for r in rows] + [c["question"] for c in cases])
     pairs = [
         *halueval_pairs(rows, retrieved, windows, donors),

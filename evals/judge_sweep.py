@@ -23,13 +23,13 @@ import argparse
 import gzip
 import json
 import time
-from collections import defaultdict
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evals.metrics import group_rates
 from evals.train_judge import RECIPE, Recipe, auc, train, training_rows
 
 JUDGE_DEPTHS = (3, 5)  # the service's default (`RAG_JUDGE_DEPTH`), and a deeper read
@@ -69,7 +69,7 @@ def prepare(judge_out: Path, out: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     from evals.datasets import fitz_cases, halueval_rows, judge_split
-    from evals.judge_data import _Windows, base_tokenizer_file
+    from evals.judge_data import Windows, base_tokenizer_file
     from evals.train_judge import read_pairs
     from rag.pipeline import Services
     from rag.settings import Settings
@@ -88,7 +88,7 @@ def prepare(judge_out: Path, out: Path) -> None:
         data_dir=judge_out / "data", sources_file=judge_out / "none.toml", scheduler_enabled=False
     )
     services = Services(settings)
-    windows = _Windows(base_tokenizer_file())
+    windows = Windows(base_tokenizer_file())
     rows = []
     try:
         asker = services.asker
@@ -125,28 +125,17 @@ def prepare(judge_out: Path, out: Path) -> None:
     print(json.dumps({"pairs": str(out / "pairs.jsonl.gz"), "questions": len(rows)}))
 
 
-def _worst_rate(scores: dict[tuple[str, bool], np.ndarray], t: float) -> dict[str, float]:
-    rates = {}
-    for (name, answerable), s in sorted(scores.items()):
-        key = f"{name} {'answer_rate' if answerable else 'refusal_recall'}"
-        rates[key] = round(float((s >= t).mean() if answerable else (s < t).mean()), 4)
-    return rates
-
-
 def decision_figures(
     candidates: list[dict[str, Any]], probs: list[np.ndarray], threshold: float | None = None
 ) -> dict[str, Any]:
     """The gate on the judge alone: a question is answered when its best window's probability
     reaches the threshold; chosen (when None) to maximise the worst group rate."""
     best = np.array([p.max() if len(p) else 0.0 for p in probs])
-    groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
-    for i, c in enumerate(candidates):
-        groups[(c["set"], c["answerable"])].append(i)
-    scores = {g: best[ix] for g, ix in groups.items()}
+    scored = [(float(b), (c["set"], int(c["answerable"]))) for b, c in zip(best, candidates)]
     if threshold is None:
         grid = np.unique(np.round(best, 3))
-        threshold = float(max(grid, key=lambda t: (min(_worst_rate(scores, t).values()), -t)))
-    rates = _worst_rate(scores, threshold)
+        threshold = float(max(grid, key=lambda t: (min(group_rates(scored, t).values()), -t)))
+    rates = group_rates(scored, threshold)
     fitz = [i for i, c in enumerate(candidates) if c["set"] == "fitzgov"]
     labels = np.array([candidates[i]["answerable"] for i in fitz], dtype=int)
     return {

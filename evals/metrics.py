@@ -43,6 +43,18 @@ def ranking_quality(rankings: list[list[str]], relevant: list[set[str]]) -> dict
     }
 
 
+def group_rates(scored: Sequence[tuple[float, tuple[str, int]]], t: float) -> dict[str, float]:
+    """Per (set, answerable) group of (score, (set, label)) decisions at threshold `t`: the
+    answer rate of answerable questions, the refusal recall of the others."""
+    rates: dict[str, float] = {}
+    for group in sorted({g for _, g in scored}):
+        members = [s for s, g in scored if g == group]
+        ok = sum(1 for s in members if (s >= t) == bool(group[1]))
+        key = f"{group[0]} {'answer_rate' if group[1] else 'refusal_recall'}"
+        rates[key] = round(ok / len(members), 4)
+    return rates
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return 0.0
