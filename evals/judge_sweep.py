@@ -10,7 +10,7 @@ them (hybrid retrieval + the shipped reranker, cut by `passage_window`), and a c
 base MiniLM weights in fp16 (so the bundle travels to a GPU machine within its size limit).
 
 `run` trains each recipe of `RECIPES` with `evals.train_judge.train` (on a GPU where there is
-one: a CPU takes ~35 min a recipe) and reports, per recipe, pair AUCs on calib and val and the
+one: 2 CPU cores take ~50 min a recipe) and reports, per recipe, pair AUCs on calib and val and the
 question-level decision the gate would make from the judge alone (the maximum probability over
 a question's windows): the threshold that maximises the worst of HaluEval's answer rate,
 fitz-gov's answer rate and fitz-gov's refusal recall is chosen on calib, and val is read at it.

