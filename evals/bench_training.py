@@ -1,0 +1,68 @@
+"""What a training step of the judge costs on this CPU, per forward-pass chunk size.
+
+    python -m evals.bench_training [--batches 24] [--chunks 16 8 4 2 1]
+
+Times forward + backward of `evals.train_judge.sorted_chunks_loss` (the trainer's loss) on
+random batches of the judge's training pairs (`evals/out/judge/pairs.jsonl`, built by
+`python -m evals.judge_data`), from the base weights, with torch loaded as training loads it.
+A chunk of 16 is the whole batch. Prints the median and mean seconds a step per chunk size;
+`make judge` takes about 1,764 of them. The optimizer step (fused AdamW, ~15 ms) is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from evals.train_judge import (
+    BATCH,
+    MAX_LENGTH,
+    base_cross_encoder,
+    read_pairs,
+    sorted_chunks_loss,
+    torch_with_spinning_threads,
+    training_rows,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=Path, default=Path("evals/out/judge/pairs.jsonl"))
+    parser.add_argument("--batches", type=int, default=24)
+    parser.add_argument("--chunks", type=int, nargs="+", default=[BATCH, 8, 4, 2, 1])
+    args = parser.parse_args()
+    torch = torch_with_spinning_threads()
+    rows = training_rows(read_pairs(args.pairs))
+    pick = random.Random(0)
+    batches = [pick.sample(rows, BATCH) for _ in range(args.batches)]
+    figures = {}
+    # Largest chunk first: a smaller one switches the word-piece gradient to sparse for good.
+    for chunk in sorted(args.chunks, reverse=True):
+        model = base_cross_encoder(None, MAX_LENGTH, "cpu")
+        model.train()
+        loss = sorted_chunks_loss(model, chunk)
+        seconds = []
+        for batch in batches:
+            started = time.perf_counter()
+            value = loss(
+                [[r["question"] for r in batch], [r["passage"] for r in batch]],
+                torch.tensor([float(r["label"]) for r in batch]),
+            )
+            value.backward()
+            model.zero_grad(set_to_none=True)
+            seconds.append(time.perf_counter() - started)
+        figures[chunk] = {
+            "median s/step": round(statistics.median(seconds), 3),
+            "mean s/step": round(statistics.mean(seconds), 3),
+        }
+        print(chunk, figures[chunk], file=sys.stderr, flush=True)
+    print(json.dumps({"command": "python -m evals.bench_training", "chunks": figures}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
