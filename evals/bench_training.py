@@ -40,11 +40,11 @@ def main() -> None:
     rows = training_rows(read_pairs(args.pairs))
     pick = random.Random(0)
     batches = [pick.sample(rows, BATCH) for _ in range(args.batches)]
+    model = base_cross_encoder(None, MAX_LENGTH, "cpu")
+    model.train()
     figures = {}
     # Largest chunk first: a smaller one switches the word-piece gradient to sparse for good.
     for chunk in sorted(args.chunks, reverse=True):
-        model = base_cross_encoder(None, MAX_LENGTH, "cpu")
-        model.train()
         loss = sorted_chunks_loss(model, chunk)
         seconds = []
         for batch in batches:

@@ -35,7 +35,7 @@ SEED = 20261124
 MAX_LENGTH = QUESTION_TOKENS + WINDOW_TOKENS + 3  # [CLS] q [SEP] p [SEP]
 BATCH = 16
 # On a CPU a batch's forward pass runs in length-sorted chunks of this many pairs (see
-# `SortedChunksLoss`); on a GPU, whole.
+# `sorted_chunks_loss`); on a GPU, whole.
 CPU_CHUNK = 4
 LEARNING_RATE = 8e-5
 COMMAND = "python -m evals.train_judge"

