@@ -1,12 +1,15 @@
-"""What a training step of the judge costs on this CPU, per forward-pass chunk size.
+"""What a training step of the judge costs on this CPU, per forward-pass chunk size and dropout.
 
-    python -m evals.bench_training [--batches 24] [--chunks 16 8 4 2 1]
+    python -m evals.bench_training [--batches 24] [--chunks 16 8 4 2 1] [--model stock trainer]
 
 Times forward + backward of `evals.train_judge.sorted_chunks_loss` (the trainer's loss) on
 random batches of the judge's training pairs (`evals/out/judge/pairs.jsonl`, built by
 `python -m evals.judge_data`), from the base weights, with torch loaded as training loads it.
-A chunk of 16 is the whole batch. Prints the median and mean seconds a step per chunk size;
-`make judge` takes about 1,764 of them. The optimizer step (fused AdamW, ~15 ms) is left out.
+A chunk of 16 is the whole batch. The model runs `stock`, with the trainer's `pcg` dropout or
+`cls` last layer alone (`evals.train_judge.pcg_dropout`, `cls_only_last_layer`), or with both,
+as the `trainer` runs it on a CPU (`cpu_training`). Prints the median and mean seconds a step
+for each; `make judge` takes about 1,764 of them. The optimizer step (fused AdamW, ~15 ms) is
+left out.
 """
 
 from __future__ import annotations
@@ -17,17 +20,31 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from evals.train_judge import (
     BATCH,
     MAX_LENGTH,
+    SEED,
     base_cross_encoder,
+    cls_only_last_layer,
+    cpu_training,
+    pcg_dropout,
     read_pairs,
     sorted_chunks_loss,
     torch_with_spinning_threads,
     training_rows,
 )
+
+MODELS: dict[str, Callable[[Any], AbstractContextManager[None]]] = {
+    "stock": lambda model: nullcontext(),
+    "pcg": lambda model: pcg_dropout(model, SEED),
+    "cls": cls_only_last_layer,
+    "trainer": lambda model: cpu_training(model, SEED),
+}
 
 
 def main() -> None:
@@ -35,6 +52,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, default=Path("evals/out/judge/pairs.jsonl"))
     parser.add_argument("--batches", type=int, default=24)
     parser.add_argument("--chunks", type=int, nargs="+", default=[BATCH, 8, 4, 2, 1])
+    parser.add_argument("--model", nargs="+", choices=list(MODELS), default=["stock", "trainer"])
     args = parser.parse_args()
     torch = torch_with_spinning_threads()
     rows = training_rows(read_pairs(args.pairs))
@@ -46,22 +64,25 @@ def main() -> None:
     # Largest chunk first: a smaller one switches the word-piece gradient to sparse for good.
     for chunk in sorted(args.chunks, reverse=True):
         loss = sorted_chunks_loss(model, chunk)
-        seconds = []
-        for batch in batches:
-            started = time.perf_counter()
-            value = loss(
-                [[r["question"] for r in batch], [r["passage"] for r in batch]],
-                torch.tensor([float(r["label"]) for r in batch]),
-            )
-            value.backward()
-            model.zero_grad(set_to_none=True)
-            seconds.append(time.perf_counter() - started)
-        figures[chunk] = {
-            "median s/step": round(statistics.median(seconds), 3),
-            "mean s/step": round(statistics.mean(seconds), 3),
-        }
-        print(chunk, figures[chunk], file=sys.stderr, flush=True)
-    print(json.dumps({"command": "python -m evals.bench_training", "chunks": figures}, indent=2))
+        for name in args.model:
+            seconds = []
+            with MODELS[name](model):
+                for batch in batches:
+                    started = time.perf_counter()
+                    value = loss(
+                        [[r["question"] for r in batch], [r["passage"] for r in batch]],
+                        torch.tensor([float(r["label"]) for r in batch]),
+                    )
+                    value.backward()
+                    model.zero_grad(set_to_none=True)
+                    seconds.append(time.perf_counter() - started)
+            key = f"chunks of {chunk}, {name}"
+            figures[key] = {
+                "median s/step": round(statistics.median(seconds), 3),
+                "mean s/step": round(statistics.mean(seconds), 3),
+            }
+            print(key, figures[key], file=sys.stderr, flush=True)
+    print(json.dumps({"command": "python -m evals.bench_training", "steps": figures}, indent=2))
 
 
 if __name__ == "__main__":

@@ -164,40 +164,129 @@ def test_training_command_rebuilds_a_loadable_judge(tmp_path: Path):
     assert trained.score("What colour is item 3?", ["Item 3 is blue."]).shape == (1,)
 
 
-@pytest.mark.integration
-def test_a_batch_in_length_sorted_chunks_has_the_whole_batchs_loss_and_gradient():
-    """The CPU trainer's speed-up must not change what a step learns (dropout off to compare)."""
-    import torch
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+QUESTIONS = ["Who wrote it?", "When did the bridge open to traffic?", "Where?", "Why so?"]
+PASSAGES = [
+    "It was written by Ann Lee in 1999, the year the press opened.",
+    "Bridge.",
+    "The new bridge over the river opened to traffic on 3 May 1932 after four years.",
+    "Because the council voted for it.",
+]
 
-    from evals.train_judge import MAX_LENGTH, base_cross_encoder, sorted_chunks_loss
+
+def _loss_and_gradients(model, loss) -> tuple[float, dict]:
+    """One training step's loss on the four pairs above (a padded batch) and the gradient of
+    every parameter."""
+    import torch
+
+    model.zero_grad(set_to_none=True)
+    value = loss([QUESTIONS, PASSAGES], torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    value.backward()
+    named = model.model.named_parameters()
+    return value.item(), {n: p.grad.clone() for n, p in named if p.grad is not None}
+
+
+def _assert_same_step(step: tuple[float, dict], expected: tuple[float, dict]) -> None:
+    import torch
+
+    assert step[0] == pytest.approx(expected[0], rel=1e-5)
+    assert step[1].keys() == expected[1].keys()
+    for name, grad in expected[1].items():
+        assert not step[1][name].is_sparse, name  # the optimizer gets dense gradients
+        torch.testing.assert_close(step[1][name], grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture
+def base_model():
+    """The judge's starting point, in eval mode: dropout off, so that steps compare exactly."""
+    import torch
+
+    from evals.train_judge import MAX_LENGTH, base_cross_encoder
 
     torch.manual_seed(0)
     model = base_cross_encoder(None, MAX_LENGTH, "cpu")
     model.eval()
-    questions = ["Who wrote it?", "When did the bridge open to traffic?", "Where?", "Why so?"]
-    passages = [
-        "It was written by Ann Lee in 1999, the year the press opened.",
-        "Bridge.",
-        "The new bridge over the river opened to traffic on 3 May 1932 after four years.",
-        "Because the council voted for it.",
-    ]
-    labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    return model
 
-    def grads(loss: torch.nn.Module) -> tuple[float, dict[str, torch.Tensor]]:
-        model.zero_grad(set_to_none=True)
-        value = loss([questions, passages], labels)
-        value.backward()
-        named = model.model.named_parameters()
-        return value.item(), {n: p.grad.clone() for n, p in named if p.grad is not None}
 
-    whole, whole_grads = grads(BinaryCrossEntropyLoss(model))
-    chunked, chunked_grads = grads(sorted_chunks_loss(model, 3))  # sorted, then 3 + 1 pairs
-    assert chunked == pytest.approx(whole, rel=1e-5)
-    assert whole_grads.keys() == chunked_grads.keys()
-    for name, grad in whole_grads.items():
-        assert not chunked_grads[name].is_sparse, name  # the optimizer gets dense gradients
-        torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-4, atol=1e-6)
+@pytest.mark.integration
+def test_a_batch_in_length_sorted_chunks_has_the_whole_batchs_loss_and_gradient(base_model):
+    """The CPU trainer's speed-up must not change what a step learns."""
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from evals.train_judge import sorted_chunks_loss
+
+    whole = _loss_and_gradients(base_model, BinaryCrossEntropyLoss(base_model))
+    chunked = _loss_and_gradients(base_model, sorted_chunks_loss(base_model, 3))  # 3 + 1 pairs
+    _assert_same_step(chunked, whole)
+
+
+@pytest.mark.integration
+def test_a_last_layer_of_cls_only_has_the_models_loss_and_gradient(base_model):
+    """The CPU trainer computes the last layer at [CLS] only (what the head reads): a step must
+    learn the same, with SDPA attention and with the trainer's own, and the layer is whole again
+    afterwards."""
+    import torch
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from evals.train_judge import cls_only_last_layer, pcg_dropout
+
+    loss = BinaryCrossEntropyLoss(base_model)
+    whole = _loss_and_gradients(base_model, loss)
+    with cls_only_last_layer(base_model):
+        _assert_same_step(_loss_and_gradients(base_model, loss), whole)
+        with pcg_dropout(base_model, seed=1):
+            _assert_same_step(_loss_and_gradients(base_model, loss), whole)
+    last = base_model.model.bert.encoder.layer[-1]
+    assert "forward" not in vars(last)
+    features = base_model.tokenizer(QUESTIONS, PASSAGES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = base_model.model.bert(**features).last_hidden_state
+    assert states.shape[1] == features["input_ids"].shape[1]  # every position again
+
+
+@pytest.mark.integration
+def test_pcg_dropout_drops_at_the_models_rate_and_gives_the_model_back_as_it_was(base_model):
+    """The CPU trainer's dropout: in eval mode the model computes what it computes without it
+    (attention over a padded batch included); in training every dropout, attention's too, drops
+    at its rate from a stream the seed repeats; leaving gives back the model's own modules and
+    SDPA attention, which the ONNX export traces."""
+    import torch
+
+    from evals.train_judge import ATTENTION, pcg_dropout
+
+    model = base_model
+    network = model.model
+    features = model.tokenizer(QUESTIONS, PASSAGES, padding=True, return_tensors="pt")
+    assert not features["attention_mask"].all()  # the batch is padded
+
+    def logits() -> torch.Tensor:
+        with torch.no_grad():
+            return network(**features).logits
+
+    expected = logits()
+    with pcg_dropout(model, seed=1):
+        assert network.config._attn_implementation == ATTENTION
+        torch.testing.assert_close(logits(), expected, rtol=1e-5, atol=1e-5)
+        network.train()
+        first, second = logits(), logits()
+        assert not torch.equal(first, second)
+        kept = network.bert.embeddings.dropout(torch.ones(200_000))
+        assert (kept == 0).float().mean().item() == pytest.approx(0.1, abs=0.004)
+        torch.testing.assert_close(kept.unique(), torch.tensor([0.0, 1 / 0.9]))
+        hidden = [m for n, m in network.named_modules() if n.endswith("dropout")]
+        attention = [layer.attention.self.dropout for layer in network.bert.encoder.layer]
+        for module in hidden:
+            if module not in attention:
+                module.p = 0.0
+        assert not torch.allclose(logits(), expected, atol=1e-4)  # attention still drops
+    with pcg_dropout(model, seed=1):
+        network.train()
+        torch.testing.assert_close(logits(), first)  # the same draws again
+    assert network.config._attn_implementation == "sdpa"
+    dropouts = [m for n, m in network.named_modules() if n.endswith("dropout")]
+    assert dropouts and all(type(m) is torch.nn.Dropout and m.p == 0.1 for m in dropouts)
+    network.eval()
+    torch.testing.assert_close(logits(), expected)
 
 
 @pytest.mark.unit
