@@ -1,4 +1,4 @@
-"""What a training step of the judge costs on this CPU, per forward-pass chunk size and dropout.
+"""What a training step of the judge costs on this CPU, per chunk size and model variant.
 
     python -m evals.bench_training [--batches 24] [--chunks 16 8 4 2 1] [--model stock trainer]
 
