@@ -1,13 +1,16 @@
 """What a training step of the judge costs on this CPU, per chunk size and model variant.
 
     python -m evals.bench_training [--batches 24] [--chunks 16 8 4 2 1] [--model stock trainer]
+                                   [--frozen none 0 2]
 
 Times forward + backward of `evals.train_judge.sorted_chunks_loss` (the trainer's loss) on
 random batches of the judge's training pairs (`evals/out/judge/pairs.jsonl`, built by
 `python -m evals.judge_data`), from the base weights, with torch loaded as training loads it.
 A chunk of 16 is the whole batch. The model runs `stock`, with the trainer's `pcg` dropout or
 `cls` last layer alone (`evals.train_judge.pcg_dropout`, `cls_only_last_layer`), or with both,
-as the `trainer` runs it on a CPU (`cpu_training`). Prints the median and mean seconds a step
+as the `trainer` runs it on a CPU (`cpu_training`); `--frozen` times each with nothing frozen
+(`none`) or the embeddings and the first N layers frozen (`evals.train_judge.frozen_below`;
+the shipped recipe: 0). Prints the median and mean seconds a step
 for each; `make judge` takes about 1,764 of them. The optimizer step (fused AdamW, ~15 ms) is
 left out.
 """
@@ -15,6 +18,7 @@ left out.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -32,6 +36,7 @@ from evals.train_judge import (
     base_cross_encoder,
     cls_only_last_layer,
     cpu_training,
+    frozen_below,
     pcg_dropout,
     read_pairs,
     sorted_chunks_loss,
@@ -53,6 +58,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=24)
     parser.add_argument("--chunks", type=int, nargs="+", default=[BATCH, 8, 4, 2, 1])
     parser.add_argument("--model", nargs="+", choices=list(MODELS), default=["stock", "trainer"])
+    parser.add_argument(
+        "--frozen", nargs="+", default=["0"], help="none, or N: `frozen_below(model, N)`"
+    )
     args = parser.parse_args()
     torch = torch_with_spinning_threads()
     rows = training_rows(read_pairs(args.pairs))
@@ -64,9 +72,10 @@ def main() -> None:
     # Largest chunk first: a smaller one switches the word-piece gradient to sparse for good.
     for chunk in sorted(args.chunks, reverse=True):
         loss = sorted_chunks_loss(model, chunk)
-        for name in args.model:
+        for name, frozen in itertools.product(args.model, args.frozen):
             seconds = []
-            with MODELS[name](model):
+            layers = None if frozen == "none" else int(frozen)
+            with MODELS[name](model), frozen_below(model, layers):
                 for batch in batches:
                     started = time.perf_counter()
                     value = loss(
@@ -76,7 +85,7 @@ def main() -> None:
                     value.backward()
                     model.zero_grad(set_to_none=True)
                     seconds.append(time.perf_counter() - started)
-            key = f"chunks of {chunk}, {name}"
+            key = f"chunks of {chunk}, {name}, frozen {frozen}"
             figures[key] = {
                 "median s/step": round(statistics.median(seconds), 3),
                 "mean s/step": round(statistics.mean(seconds), 3),

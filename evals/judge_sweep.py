@@ -10,10 +10,11 @@ them (hybrid retrieval + the shipped reranker, cut by `passage_window`), and a c
 base MiniLM weights in fp16 (so the bundle travels to a GPU machine within its size limit).
 
 `run` trains each recipe of `RECIPES` with `evals.train_judge.train` (on a GPU where there is
-one: 2 CPU cores take ~50 min a recipe) and reports, per recipe, pair AUCs on calib and val and the
-question-level decision the gate would make from the judge alone (the maximum probability over
-a question's windows): the threshold that maximises the worst of HaluEval's answer rate,
-fitz-gov's answer rate and fitz-gov's refusal recall is chosen on calib, and val is read at it.
+one: 2 CPU cores take 30-50 min a recipe) and reports, per recipe, pair AUCs on calib and val
+and the question-level decision the gate would make from the judge alone (the maximum
+probability over a question's windows): the threshold that maximises the worst of HaluEval's
+answer rate, fitz-gov's answer rate and fitz-gov's refusal recall is chosen on calib, and val
+is read at it.
 Choose on calib; val is reported, never chosen on.
 """
 
@@ -45,6 +46,9 @@ RECIPES: dict[str, Recipe] = {
     "all-halueval-2ep": replace(RECIPE, halueval_every=0, epochs=2),
     "half-halueval-4ep": replace(RECIPE, halueval_every=2, epochs=4),
     "both-near-misses": replace(RECIPE, near_misses=2, halueval_every=2),
+    # How many weights learn (`evals.train_judge.frozen_below`): fewer is faster on a CPU.
+    "unfrozen": replace(RECIPE, frozen=None),  # the judge shipped until 2026-11-28
+    "frozen-2-layers": replace(RECIPE, frozen=2),
     # Over the CPU budget: does more training help at all?
     "over-budget-5ep": replace(RECIPE, epochs=5),
     "over-budget-all-3ep": replace(RECIPE, halueval_every=0, near_misses=2, hard_negatives=2),
@@ -211,6 +215,7 @@ def run(data: Path, out: Path, names: list[str], seconds: float, limit: int = 0)
                 learning_rate=recipe.learning_rate,
                 seed=recipe.seed,
                 base=data / "base",
+                frozen=recipe.frozen,
             )
         results[name] = {
             "recipe": asdict(recipe),

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from ingestion.runner import IngestRequest
 from ingestion.service import load_manifest, make_ingestor
+from rag.confidence import ConfidenceModel, sigmoid
 from rag.store import ChunkFilter
 
 pytestmark = pytest.mark.integration
@@ -79,8 +80,12 @@ def test_answers_are_cited_from_the_right_document(client, question, doc_id, fac
     assert doc_id in {c["doc_id"] for c in body["citations"]}
     assert_fully_cited(client, body)
     assert body["trace_id"] and body["latency_ms"]["total"] > 0
-    # The gate's evidence shows the answerability judge's score, above the threshold here.
-    assert body["evidence"]["judge_probability"] > 0.5
+    # The gate's evidence shows the answerability judge's score, and the shipped gate's
+    # confidence is made of it alone: the judge is what answered.
+    evidence, gate = body["evidence"], ConfidenceModel.load()
+    assert evidence["judge_probability"] == pytest.approx(sigmoid(evidence["judge_max"]), abs=1e-4)
+    logit = gate.bias + gate.weights["judge_max"] * evidence["judge_max"]
+    assert body["confidence"] == pytest.approx(sigmoid(logit), abs=1e-3)
     assert body["confidence"] >= body["threshold"]
 
 
