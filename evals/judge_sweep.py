@@ -9,7 +9,7 @@ development pairs, every calib/val question's top 5 windows as the service ranks
 them (hybrid retrieval + the shipped reranker, cut by `passage_window`), and a copy of the
 base MiniLM weights in fp16 (so the bundle travels to a GPU machine within its size limit).
 
-`run` trains each recipe of `RECIPES` with `evals.train_judge.train` (on a GPU where there is
+`run` trains each recipe of `RECIPES` with `evals.train_judge.train_recipe` (on a GPU where there is
 one: 2 CPU cores take 30-50 min a recipe) and reports, per recipe, pair AUCs on calib and val
 and the question-level decision the gate would make from the judge alone (the maximum
 probability over a question's windows): the threshold that maximises the worst of HaluEval's
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from evals.metrics import group_rates
-from evals.train_judge import RECIPE, Recipe, auc, train, training_rows
+from evals.train_judge import RECIPE, Recipe, auc, train_recipe, training_rows
 
 JUDGE_DEPTHS = (3, 5)  # the service's default (`RAG_JUDGE_DEPTH`), and a deeper read
 
@@ -208,15 +208,7 @@ def run(data: Path, out: Path, names: list[str], seconds: float, limit: int = 0)
         rows = training_rows(pairs, recipe, limit)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            model = train(
-                rows,
-                Path(tmp),
-                recipe.epochs,
-                learning_rate=recipe.learning_rate,
-                seed=recipe.seed,
-                base=data / "base",
-                frozen=recipe.frozen,
-            )
+            model = train_recipe(rows, Path(tmp), recipe, base=data / "base")
         results[name] = {
             "recipe": asdict(recipe),
             "train pairs": len(rows),

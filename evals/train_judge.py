@@ -424,6 +424,21 @@ def train(
     return model
 
 
+def train_recipe(
+    rows: list[dict[str, Any]], workdir: Path, recipe: Recipe, base: Path | None = None
+) -> Any:
+    """`train` as `recipe` says: its epochs, learning rate, seed and frozen layers."""
+    return train(
+        rows,
+        workdir,
+        recipe.epochs,
+        learning_rate=recipe.learning_rate,
+        seed=recipe.seed,
+        base=base,
+        frozen=recipe.frozen,
+    )
+
+
 def export(model: Any, out: Path, workdir: Path) -> None:
     """fp32 ONNX via the TorchScript exporter, then dynamic int8 quantization of the weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -578,14 +593,7 @@ def main() -> None:
         val = val[:: max(1, len(val) // args.limit)][: args.limit]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        model = train(
-            rows,
-            Path(tmp),
-            recipe.epochs,
-            learning_rate=recipe.learning_rate,
-            seed=recipe.seed,
-            frozen=recipe.frozen,
-        )
+        model = train_recipe(rows, Path(tmp), recipe)
         minutes = round((time.perf_counter() - started) / 60, 1)
         (args.out).mkdir(parents=True, exist_ok=True)
         export(model, args.out, Path(tmp))
