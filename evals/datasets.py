@@ -35,6 +35,11 @@ from evals.corpora import fitz_gov_documents, write_jsonl
 
 HALUEVAL_DEV_ROWS = 5000
 FITZ_CATEGORIES = {"abstention": False, "trustworthy_direct": True, "trustworthy_hedged": True}
+# fitz-gov categories outside the service's evaluation, whose development cases the judge also
+# learns from (training only): a dispute case's documents answer it, though they disagree with
+# each other; a grounding or relevance case's documents are near misses (another entity, a
+# neighbouring fact, part of what is asked).
+FITZ_TRAINING_ONLY = {"dispute": True, "grounding": False, "relevance": False}
 # The CI gate's fixed sets (evals/gate.py): the first HaluEval dev rows, a fitz-gov subset.
 GATE_HALUEVAL_ROWS = 200
 GATE_FITZ_CASES = 120
@@ -83,9 +88,18 @@ def is_fitz_dev(case_id: str) -> bool:
     return int(hashlib.sha1(case_id.encode()).hexdigest(), 16) % 2 == 0
 
 
-def fitz_cases() -> list[dict[str, Any]]:
+@functools.cache
+def _fitz_mappings() -> dict[str, dict[str, dict[str, Any]]]:
+    """fitz-gov's cases by category, then id."""
     path = resources.files("fitz_gov") / "data/queries/query_mappings.json"
-    mappings = json.loads(path.read_text(encoding="utf-8"))["mappings"]
+    mappings: dict[str, dict[str, dict[str, Any]]] = json.loads(path.read_text(encoding="utf-8"))[
+        "mappings"
+    ]
+    return mappings
+
+
+def fitz_cases() -> list[dict[str, Any]]:
+    mappings = _fitz_mappings()
     cases = []
     for category, answerable in FITZ_CATEGORIES.items():
         for case_id, case in sorted(mappings[category].items()):
@@ -102,6 +116,24 @@ def fitz_cases() -> list[dict[str, Any]]:
                 }
             )
     return cases
+
+
+def fitz_training_only_cases() -> list[dict[str, Any]]:
+    """The development cases of FITZ_TRAINING_ONLY: {"id", "question", "category",
+    "answerable", "doc_ids"} (the documents the case names)."""
+    mappings = _fitz_mappings()
+    return [
+        {
+            "id": case_id,
+            "question": case["query"],
+            "category": category,
+            "answerable": answerable,
+            "doc_ids": list(dict.fromkeys(case["relevant_docs"])),
+        }
+        for category, answerable in FITZ_TRAINING_ONLY.items()
+        for case_id, case in sorted(mappings[category].items())
+        if is_fitz_dev(case_id)
+    ]
 
 
 def fitz_subset(cases: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:

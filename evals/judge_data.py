@@ -12,7 +12,11 @@ Deterministic: the same pairs every run (no clock, no unseeded randomness). Step
    - `abstention`: fitz-gov abstention cases against their decoys and everything retrieved;
    - `near_miss_drop`: a positive passage with its answer-bearing sentences removed;
    - `near_miss_swap`: a positive passage whose name or number from the question is replaced
-     by another one, so it talks about something else (Cannae instead of Zama).
+     by another one, so it talks about something else (Cannae instead of Zama);
+   - `dispute`, `grounding`, `relevance` (training only: categories the service is not
+     evaluated on, `evals.datasets.FITZ_TRAINING_ONLY`): a fitz-gov case's own documents,
+     answers for a dispute, near misses otherwise; `..._retrieved`: its best retrieved chunk
+     from another document, a negative.
    Passages are cut to the judge's window (`rag.judge.passage_window`), as at serving time.
 
 Writes `pairs.jsonl` ({"split", "set", "qid", "question", "passage", "label", "kind"}) and
@@ -114,10 +118,15 @@ def _retrieve_all(
     out: Path, sets: dict[str, tuple[Path, Path, str]], questions: dict[str, list[dict[str, Any]]]
 ) -> dict[str, list[dict[str, str]]]:
     """Top candidates per question id, through the real ingestion and retrieval path; cached
-    in retrieved.jsonl (the data dir is kept, so a rerun re-ingests nothing)."""
+    in retrieved.jsonl, where a rerun retrieves only the questions it lacks (the data dir is
+    kept, so a rerun re-ingests nothing)."""
     cache = out / "retrieved.jsonl"
+    found: dict[str, list[dict[str, str]]] = {}
     if cache.exists():
-        return {r["qid"]: r["candidates"] for r in map(json.loads, cache.open())}
+        found = {r["qid"]: r["candidates"] for r in map(json.loads, cache.open())}
+    missing = {name: [r for r in rows if r["id"] not in found] for name, rows in questions.items()}
+    if not any(missing.values()):
+        return found
     from ingestion.runner import IngestRequest
     from ingestion.service import make_ingestor
     from rag.pipeline import Services
@@ -127,14 +136,13 @@ def _retrieve_all(
         data_dir=out / "data", sources_file=out / "none.toml", scheduler_enabled=False
     )
     services = Services(settings)
-    found: dict[str, list[dict[str, str]]] = {}
     try:
         ingestor = make_ingestor(services)
         for name, (corpus, _, tier) in sets.items():
             job = ingestor.run(IngestRequest(name, tier, corpus, "3650d", "judge-data"))
             if job.status != "succeeded":
                 raise RuntimeError(f"ingesting {name} failed: {job.to_dict()}")
-        for name, rows in questions.items():
+        for name, rows in missing.items():
             tier = sets[name][2]
             for row in rows:
                 hits = services.retriever.retrieve(row["question"], [tier], RETRIEVE)
@@ -228,9 +236,29 @@ def fitzgov_pairs(
                 yield pair(swapped, 0, "near_miss_swap")
 
 
+def fitz_training_only_pairs(
+    cases: list[dict[str, Any]],
+    documents: dict[str, str],
+    retrieved: dict[str, list[dict[str, str]]],
+    windows: Windows,
+) -> Iterator[dict[str, Any]]:
+    """Pairs of `evals.datasets.fitz_training_only_cases`, all in `train`."""
+    for case in cases:
+        qid, kind = case["id"], case["category"]
+        base = {"split": "train", "set": "fitzgov", "qid": qid, "question": case["question"]}
+        pair = functools.partial(_pair, base, windows)
+        named = [d for d in case["doc_ids"] if d in documents]
+        for d in named:
+            yield pair(documents[d], int(case["answerable"]), kind)
+        for c in retrieved.get(qid, []):
+            if c["doc_id"] not in case["doc_ids"]:
+                yield pair(c["text"], 0, f"{kind}_retrieved")
+                break
+
+
 def build(out: Path, tokenizer_file: Path, progress: Callable[[str], None] = print) -> Path:
     from evals.corpora import fitz_gov_documents
-    from evals.datasets import fitz_cases
+    from evals.datasets import fitz_cases, fitz_training_only_cases
 
     out.mkdir(parents=True, exist_ok=True)
     h_corpus, h_dataset = build_halueval(out / "halueval")
@@ -241,13 +269,14 @@ def build(out: Path, tokenizer_file: Path, progress: Callable[[str], None] = pri
     }
     rows = list(halueval_rows())
     cases = fitz_cases()
+    training_only = fitz_training_only_cases()
     questions = {
         "halueval": [
             {"id": f"halueval-q{r['index']}", "question": r["question"]}
             for r in rows
             if judge_split("halueval", f"halueval-q{r['index']}") != "gate"
         ],
-        "fitzgov": [c for c in cases if judge_split("fitzgov", c["id"]) != "gate"],
+        "fitzgov": [c for c in cases if judge_split("fitzgov", c["id"]) != "gate"] + training_only,
     }
     progress("retrieving candidates (ingests both corpora on the first run)")
     retrieved = _retrieve_all(out, sets, questions)
@@ -259,6 +288,7 @@ def build(out: Path, tokenizer_file: Path, progress: Callable[[str], None] = pri
     pairs = [
         *halueval_pairs(rows, retrieved, windows, donors),
         *fitzgov_pairs(cases, documents, retrieved, windows, donors),
+        *fitz_training_only_pairs(training_only, documents, retrieved, windows),
     ]
     path = write_jsonl(pairs, out / "pairs.jsonl")
     summary = Counter(f"{p['split']} {p['set']} {p['kind']}" for p in pairs)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from evals.datasets import FITZ_TRAINING_ONLY
 from evals.metrics import group_rates
 from evals.train_judge import RECIPE, Recipe, auc, train_recipe, training_rows
 
@@ -49,6 +50,12 @@ RECIPES: dict[str, Recipe] = {
     # How many weights learn (`evals.train_judge.frozen_below`): fewer is faster on a CPU.
     "unfrozen": replace(RECIPE, frozen=None),  # the judge shipped until 2026-11-28
     "frozen-2-layers": replace(RECIPE, frozen=2),
+    # With the pairs of fitz-gov's categories outside the evaluation (training only): all of
+    # them, or only those whose documents are near misses.
+    "fitz-training-only": replace(RECIPE, fitz_training_only=tuple(FITZ_TRAINING_ONLY)),
+    "fitz-near-misses": replace(RECIPE, fitz_training_only=("grounding", "relevance")),
+    # The weights' mean over the last third of the steps (`averaged_tail`).
+    "tail-33": replace(RECIPE, average_tail=1 / 3),
     # Over the CPU budget: does more training help at all?
     "over-budget-5ep": replace(RECIPE, epochs=5),
     "over-budget-all-3ep": replace(RECIPE, halueval_every=0, near_misses=2, hard_negatives=2),

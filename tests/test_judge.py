@@ -269,6 +269,43 @@ def test_a_frozen_recipe_trains_only_above_the_frozen_layers(base_model, tmp_pat
         assert weight.requires_grad, name
 
 
+def test_a_tail_average_leaves_the_mean_of_the_sampled_steps_learning_weights(base_model):
+    """`averaged_tail` samples the learning weights every AVERAGE_EVERY steps within the last
+    share of training, the last step included, and leaves the model with their mean; weights
+    that do not learn keep their own last value, and without a share nothing is hooked."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from evals.train_judge import AVERAGE_EVERY, averaged_tail
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.callbacks: list = []
+
+        def add_callback(self, callback) -> None:
+            self.callbacks.append(callback)
+
+    head = base_model.model.classifier
+    frozen = base_model.model.bert.pooler.dense.bias
+    frozen.requires_grad_(False)
+    steps = 4 * AVERAGE_EVERY
+    trainer = Trainer()
+    with torch.no_grad(), averaged_tail(trainer, base_model, share=0.5):
+        for step in range(1, steps + 1):
+            head.weight.fill_(step)
+            frozen.fill_(step)
+            for callback in trainer.callbacks:
+                callback.on_step_end(None, SimpleNamespace(max_steps=steps, global_step=step), None)
+    sampled = [steps - AVERAGE_EVERY, steps]  # within the last half: 10 or 0 steps left
+    assert torch.all(head.weight == sum(sampled) / len(sampled))
+    assert torch.all(frozen == steps)
+    unhooked = Trainer()
+    with averaged_tail(unhooked, base_model, share=None):
+        pass
+    assert not unhooked.callbacks
+
+
 @pytest.mark.integration
 def test_pcg_dropout_drops_at_the_models_rate_and_gives_the_model_back_as_it_was(base_model):
     """The CPU trainer's dropout: in eval mode the model computes what it computes without it
@@ -359,6 +396,9 @@ def test_training_recipes_choose_pairs_as_they_say():
         _pair("f1", "fitzgov", "positive", 1),
         _pair("f1", "fitzgov", "abstention", 0),
         _pair("f2", "fitzgov", "positive", 1, split="val"),
+        _pair("d1", "fitzgov", "dispute", 1),
+        _pair("d1", "fitzgov", "dispute_retrieved", 0),
+        _pair("g1", "fitzgov", "grounding", 0),
     ]
 
     def kinds(recipe):
@@ -373,6 +413,15 @@ def test_training_recipes_choose_pairs_as_they_say():
     assert shipped.count("halueval near_miss_swap") == 2
     assert shipped.count("halueval near_miss_drop") == 2
     assert shipped.count("fitzgov positive") == 2 and shipped.count("fitzgov abstention") == 1
+    # the training-only categories' pairs when asked for, once each (only `positive` is copied)
+    extra = kinds(replace(RECIPE, fitz_training_only=("dispute", "grounding", "relevance")))
+    assert [k for k in extra if k not in shipped] == [
+        "fitzgov dispute",
+        "fitzgov dispute_retrieved",
+        "fitzgov grounding",
+    ]
+    grounding = kinds(replace(RECIPE, fitz_training_only=("grounding",)))
+    assert [k for k in grounding if k not in shipped] == ["fitzgov grounding"]
     every = kinds(
         replace(RECIPE, halueval_every=0, hard_negatives=2, near_misses=2, fitz_positive_copies=3)
     )
@@ -407,3 +456,39 @@ def test_the_sweep_chooses_the_threshold_on_one_split_and_reads_the_other_at_it(
     read = decision_figures(questions, probs, threshold=0.95)
     assert read["threshold"] == 0.95 and read["halueval answer_rate"] == 0.0
     assert read["fitzgov refusal_recall"] == 1.0
+
+
+@pytest.mark.unit
+def test_fitz_gov_categories_outside_the_evaluation_give_training_pairs_only():
+    """Dispute, grounding and relevance cases: development ids only, none an evaluated case;
+    their own documents are answers (dispute) or near misses, their best retrieved chunk from
+    another document a negative, and every pair is in `train`."""
+    from evals.datasets import FITZ_TRAINING_ONLY, fitz_cases, fitz_training_only_cases, is_fitz_dev
+    from evals.judge_data import Windows, base_tokenizer_file, fitz_training_only_pairs
+
+    cases = fitz_training_only_cases()
+    assert {c["category"] for c in cases} == set(FITZ_TRAINING_ONLY)
+    assert all(is_fitz_dev(c["id"]) for c in cases)
+    assert not {c["id"] for c in cases} & {c["id"] for c in fitz_cases()}
+    assert all(c["answerable"] == (c["category"] == "dispute") for c in cases)
+
+    documents = {"a": "Study A puts the vaccine's efficacy at 95 percent.", "b": "Other text."}
+    picked = [
+        {"id": "d1", "question": "How effective is the vaccine?", "category": "dispute",
+         "answerable": True, "doc_ids": ["a", "missing"]},
+        {"id": "g1", "question": "How effective is the flu shot?", "category": "grounding",
+         "answerable": False, "doc_ids": ["a"]},
+    ]  # fmt: skip
+    retrieved = {
+        "d1": [{"doc_id": "a", "text": documents["a"]}, {"doc_id": "b", "text": "Other text."}],
+        "g1": [{"doc_id": "a", "text": documents["a"]}],
+    }
+    pairs = list(
+        fitz_training_only_pairs(picked, documents, retrieved, Windows(base_tokenizer_file()))
+    )
+    assert [(p["qid"], p["kind"], p["label"], p["passage"]) for p in pairs] == [
+        ("d1", "dispute", 1, documents["a"]),
+        ("d1", "dispute_retrieved", 0, "Other text."),
+        ("g1", "grounding", 0, documents["a"]),
+    ]
+    assert {p["split"] for p in pairs} == {"train"}
