@@ -247,13 +247,14 @@ def fitz_training_only_pairs(
         qid, kind = case["id"], case["category"]
         base = {"split": "train", "set": "fitzgov", "qid": qid, "question": case["question"]}
         pair = functools.partial(_pair, base, windows)
-        named = [d for d in case["doc_ids"] if d in documents]
-        for d in named:
-            yield pair(documents[d], int(case["answerable"]), kind)
-        for c in retrieved.get(qid, []):
-            if c["doc_id"] not in case["doc_ids"]:
-                yield pair(c["text"], 0, f"{kind}_retrieved")
-                break
+        for d in case["doc_ids"]:
+            if d in documents:
+                yield pair(documents[d], int(case["answerable"]), kind)
+        other = next(
+            (c for c in retrieved.get(qid, []) if c["doc_id"] not in case["doc_ids"]), None
+        )
+        if other is not None:
+            yield pair(other["text"], 0, f"{kind}_retrieved")
 
 
 def build(out: Path, tokenizer_file: Path, progress: Callable[[str], None] = print) -> Path:

@@ -484,7 +484,8 @@ def train(
 def train_recipe(
     rows: list[dict[str, Any]], workdir: Path, recipe: Recipe, base: Path | None = None
 ) -> Any:
-    """`train` as `recipe` says: its epochs, learning rate, seed and frozen layers."""
+    """`train` as `recipe` says: its epochs, learning rate, seed, frozen layers and tail
+    average."""
     return train(
         rows,
         workdir,
