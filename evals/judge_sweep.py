@@ -54,6 +54,12 @@ RECIPES: dict[str, Recipe] = {
     # them, or only those whose documents are near misses.
     "fitz-training-only": replace(RECIPE, fitz_training_only=tuple(FITZ_TRAINING_ONLY)),
     "fitz-near-misses": replace(RECIPE, fitz_training_only=("grounding", "relevance")),
+    # All of them, with the evaluated categories' positives once instead of twice: the dispute
+    # answers already add 553 fitz-gov positives, and more copies move fitz-gov's decoys up
+    # against HaluEval's answers (as a third copy did, "fitz3").
+    "fitz-training-only-1copy": replace(
+        RECIPE, fitz_training_only=tuple(FITZ_TRAINING_ONLY), fitz_positive_copies=1
+    ),
     # The weights' mean over the last third of the steps (`averaged_tail`).
     "tail-33": replace(RECIPE, average_tail=1 / 3),
     # Over the CPU budget: does more training help at all?
