@@ -565,28 +565,28 @@ def describe(recipe: Recipe) -> str:
     near = {0: "no near miss", 1: "one near miss (its swap, else its drop)"}.get(
         recipe.near_misses, "every near miss"
     )
-    return (
-        f"for {share} the judge learns from the positive, {recipe.hard_negatives} hard "
-        f"negative(s) and {near}; every fitz-gov pair is kept, its positives "
-        f"{recipe.fitz_positive_copies} times"
-        + (
+    fitz = f"every fitz-gov pair is kept, its positives {recipe.fitz_positive_copies} times"
+    if recipe.fitz_training_only:
+        fitz += (
             f", with the development cases of fitz-gov's {' and '.join(recipe.fitz_training_only)} "
             "categories, which the service is not evaluated on (dispute documents as answers, "
-            "the others as near misses); "
-            if recipe.fitz_training_only
-            else "; "
+            "the others as near misses)"
         )
-        + {None: "every weight learns", 0: "the embeddings keep the base weights"}.get(
+    clauses = [
+        f"for {share} the judge learns from the positive, {recipe.hard_negatives} hard "
+        f"negative(s) and {near}",
+        fitz,
+        {None: "every weight learns", 0: "the embeddings keep the base weights"}.get(
             recipe.frozen,
             f"the embeddings and the first {recipe.frozen} BERT layers keep the base weights",
+        ),
+    ]
+    if recipe.average_tail is not None:
+        clauses.append(
+            f"the weights are averaged over the last {recipe.average_tail:.0%} of the steps "
+            f"(every {AVERAGE_EVERY})"
         )
-        + (
-            ""
-            if recipe.average_tail is None
-            else f"; the weights are averaged over the last {recipe.average_tail:.0%} of the "
-            f"steps (every {AVERAGE_EVERY})"
-        )
-    )
+    return "; ".join(clauses)
 
 
 def write_card(out: Path, meta: dict[str, Any]) -> None:
