@@ -3,6 +3,7 @@
     python -m evals.judge_sweep prepare --out .dev/sweep     # here: pairs, candidates, base
     python -m evals.judge_sweep run --data .dev/sweep --out OUT [--recipes a,b] [--seconds 420]
     python -m evals.judge_sweep score --model rag/models/judge --data .dev/sweep  # as shipped
+    python -m evals.judge_sweep score --model DIR1 DIR2 --data .dev/sweep  # their mean logit
 
 `prepare` needs the pairs of `evals.judge_data` and its ingested data dir: it writes the
 development pairs, every calib/val question's top 5 windows as the service ranks
@@ -60,6 +61,8 @@ RECIPES: dict[str, Recipe] = {
     "fitz-training-only-1copy": replace(
         RECIPE, fitz_training_only=tuple(FITZ_TRAINING_ONLY), fitz_positive_copies=1
     ),
+    # Without the questions whose positives are on another topic (`off_topic_questions`).
+    "no-off-topic": replace(RECIPE, drop_off_topic=True),
     # The weights' mean over the last third of the steps (`averaged_tail`).
     "tail-33": replace(RECIPE, average_tail=1 / 3),
     # Over the CPU budget: does more training help at all?
@@ -235,22 +238,24 @@ def run(data: Path, out: Path, names: list[str], seconds: float, limit: int = 0)
 
 
 class _Shipped:
-    """A judge directory (int8 ONNX, as shipped) behind the `predict` that `evaluate` calls."""
+    """Judge directories (int8 ONNX, as shipped) behind the `predict` that `evaluate` calls.
+    Several make an ensemble: the probability of the mean of their logits."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dirs: list[Path]) -> None:
         from rag.judge import AnswerabilityJudge
 
-        self.judge = AnswerabilityJudge(model_dir)
+        self.judges = [AnswerabilityJudge(d) for d in model_dirs]
 
     def predict(self, items: list[tuple[str, str]], **_: Any) -> np.ndarray:
-        return np.array([self.judge.score(q, [p])[0] for q, p in items])
+        logits = [[float(j.logits(q, [p])[0]) for j in self.judges] for q, p in items]
+        return 1.0 / (1.0 + np.exp(-np.mean(np.array(logits), axis=1)))
 
 
-def score(model_dir: Path, data: Path) -> dict[str, Any]:
+def score(model_dirs: list[Path], data: Path) -> dict[str, Any]:
     figures = evaluate(
-        _Shipped(model_dir), _read(data / "pairs.jsonl.gz"), _read(data / "candidates.jsonl.gz")
+        _Shipped(model_dirs), _read(data / "pairs.jsonl.gz"), _read(data / "candidates.jsonl.gz")
     )
-    print(json.dumps({str(model_dir): figures}, indent=2))
+    print(json.dumps({" + ".join(map(str, model_dirs)): figures}, indent=2))
     return figures
 
 
@@ -267,7 +272,7 @@ def main() -> None:
     r.add_argument("--seconds", type=float, default=float("inf"), help="start no recipe after")
     r.add_argument("--limit", type=int, default=0, help="N pairs and questions (smoke runs)")
     m = sub.add_parser("score", help="the same figures for a judge directory (int8 ONNX)")
-    m.add_argument("--model", type=Path, required=True)
+    m.add_argument("--model", type=Path, nargs="+", required=True, help="several: their ensemble")
     m.add_argument("--data", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "prepare":

@@ -434,6 +434,32 @@ def test_training_recipes_choose_pairs_as_they_say():
 
 
 @pytest.mark.unit
+def test_questions_whose_positives_share_no_term_with_them_are_left_out_when_asked():
+    from evals.train_judge import RECIPE, off_topic_questions, training_rows
+
+    def pair(qid: str, question: str, passage: str, kind: str, label: int) -> dict:
+        return {**_pair(qid, "fitzgov", kind, label), "question": question, "passage": passage}
+
+    gig, leave, tax = "What is the gig economy?", "How long is parental leave?", "When is tax due?"
+    pairs = [
+        # fitz-gov's slip: another question's document listed as the answer
+        pair("gig", gig, "Voters rank candidates by preference.", "positive", 1),
+        pair("gig", gig, "The gig economy pays work by the task.", "hard_negative", 0),
+        pair("leave", leave, "Staff get 16 weeks of parental leave.", "positive", 1),
+        pair("leave", leave, "The canteen opens at noon.", "hard_negative", 0),
+        # one positive on the question's terms keeps it
+        pair("tax", tax, "Returns are filed online.", "positive", 1),
+        pair("tax", tax, "Tax is due on 31 January.", "positive", 1),
+    ]
+    assert off_topic_questions(pairs) == {"gig"}
+    assert {r["qid"] for r in training_rows(pairs, replace(RECIPE, drop_off_topic=True))} == {
+        "leave",
+        "tax",
+    }
+    assert "gig" in {r["qid"] for r in training_rows(pairs, replace(RECIPE, drop_off_topic=False))}
+
+
+@pytest.mark.unit
 def test_the_sweep_chooses_the_threshold_on_one_split_and_reads_the_other_at_it():
     from evals.judge_sweep import decision_figures
 
@@ -456,6 +482,24 @@ def test_the_sweep_chooses_the_threshold_on_one_split_and_reads_the_other_at_it(
     read = decision_figures(questions, probs, threshold=0.95)
     assert read["threshold"] == 0.95 and read["halueval answer_rate"] == 0.0
     assert read["fitzgov refusal_recall"] == 1.0
+
+
+@pytest.mark.integration
+def test_the_sweep_scores_several_judges_as_the_probability_of_their_mean_logit():
+    from evals.judge_sweep import _Shipped
+
+    # The answer verifier is a cross-encoder in the judge's format: a second, different model.
+    verifier_dir = DEFAULT_JUDGE_DIR.with_name("verifier")
+    items = [(q, p) for q, p, _ in PINNED]
+    both = _Shipped([DEFAULT_JUDGE_DIR, verifier_dir]).predict(items)
+    judge, verifier = AnswerabilityJudge(DEFAULT_JUDGE_DIR), AnswerabilityJudge(verifier_dir)
+    a = np.array([judge.logits(q, [p])[0] for q, p in items])
+    b = np.array([verifier.logits(q, [p])[0] for q, p in items])
+    np.testing.assert_allclose(both, 1 / (1 + np.exp(-(a + b) / 2)), atol=1e-6)
+    # not the mean of the two probabilities
+    mean_probability = (1 / (1 + np.exp(-a)) + 1 / (1 + np.exp(-b))) / 2
+    assert np.abs(both - mean_probability).max() > 1e-3
+    np.testing.assert_allclose(_Shipped([DEFAULT_JUDGE_DIR]).predict(items), 1 / (1 + np.exp(-a)))
 
 
 @pytest.mark.unit
