@@ -34,6 +34,7 @@ import numpy as np
 from evals.datasets import FITZ_TRAINING_ONLY
 from evals.metrics import group_rates
 from evals.train_judge import RECIPE, Recipe, auc, train_recipe, training_rows
+from rag.confidence import sigmoid
 
 JUDGE_DEPTHS = (3, 5)  # the service's default (`RAG_JUDGE_DEPTH`), and a deeper read
 
@@ -247,8 +248,9 @@ class _Shipped:
         self.judges = [AnswerabilityJudge(d) for d in model_dirs]
 
     def predict(self, items: list[tuple[str, str]], **_: Any) -> np.ndarray:
-        logits = [[float(j.logits(q, [p])[0]) for j in self.judges] for q, p in items]
-        return 1.0 / (1.0 + np.exp(-np.mean(np.array(logits), axis=1)))
+        return np.array(
+            [sigmoid(float(np.mean([j.logits(q, [p])[0] for j in self.judges]))) for q, p in items]
+        )
 
 
 def score(model_dirs: list[Path], data: Path) -> dict[str, Any]:
