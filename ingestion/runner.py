@@ -19,6 +19,7 @@ from pathlib import Path
 from ingestion.chunking import EmbeddedChunk, SemanticChunker
 from ingestion.loaders import (
     LoadError,
+    LoadLimits,
     check_location,
     discover,
     load_file,
@@ -78,7 +79,7 @@ class Ingestor:
         jobs: JobLog,
         chunker: Callable[[], SemanticChunker],
         bm25: BM25Encoder | None = None,
-        max_file_bytes: int = 20 * 1024 * 1024,
+        limits: LoadLimits | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -87,7 +88,7 @@ class Ingestor:
         self._make_chunker = chunker
         self._chunker: SemanticChunker | None = None
         self.bm25 = bm25 or BM25Encoder()
-        self.max_file_bytes = max_file_bytes
+        self.limits = limits or LoadLimits()
 
     def validate(self, request: IngestRequest) -> None:
         """Bad arguments raise ValueError before any job exists (CLI exit 2, HTTP 422)."""
@@ -180,7 +181,7 @@ class Ingestor:
             previous = known.get(doc.doc_id)
             if previous is not None and previous.content_hash == doc.content_hash:
                 unchanged.append(doc.doc_id)
-                self.jobs.record_file(job, FileResult(item.name, "unchanged"))
+                self.jobs.record_file(job, FileResult(item.name, "unchanged", _notes(doc)))
                 continue
             pending.append(doc)
             if len(pending) >= BATCH_DOCS or sum(len(d.text) for d in pending) >= BATCH_CHARS:
@@ -195,7 +196,7 @@ class Ingestor:
     def _items(self, path: Path) -> tuple[Iterator[_Item], int]:
         if path.is_file():
             total = sum(1 for line in path.open("rb") if line.strip())
-            rows = read_jsonl(path, self.max_file_bytes)
+            rows = read_jsonl(path, self.limits.max_bytes)
             return (
                 (_Item(f"line {r.line}", r.doc, r.error, r.doc_id) for r in rows),
                 total,
@@ -207,7 +208,7 @@ class Ingestor:
                 doc_id = printable_name(file.relative_to(path).as_posix())
                 try:
                     check_location(file, path)
-                    yield _Item(doc_id, load_file(file, doc_id, self.max_file_bytes), doc_id=doc_id)
+                    yield _Item(doc_id, load_file(file, doc_id, self.limits), doc_id=doc_id)
                 except LoadError as exc:
                     yield _Item(doc_id, error=str(exc), doc_id=doc_id)
                 except OSError as exc:
@@ -268,7 +269,9 @@ class Ingestor:
             )
             self.catalog.save_document(state, previous)
             status = "updated" if previous else "added"
-            self.jobs.record_file(job, FileResult(doc.doc_id, status, chunks=len(points)))
+            self.jobs.record_file(
+                job, FileResult(doc.doc_id, status, _notes(doc), chunks=len(points))
+            )
 
     def _point(
         self,
@@ -282,6 +285,9 @@ class Ingestor:
     ) -> ChunkPoint:
         chunk = piece.chunk
         chunk_hash = content_hash(chunk.text)
+        section = doc.section_at(chunk.char_start)
+        ocr = section.ocr_confidence if section else None
+        floor = self.limits.ocr_min_confidence
         payload = ChunkPayload(
             doc_id=doc.doc_id,
             chunk_id=chunk_id_for(request.source, doc.doc_id, chunk.index, chunk_hash),
@@ -302,6 +308,10 @@ class Ingestor:
             version=version,
             token_count=piece.token_count,
             injection=injection_reason(chunk.text),
+            ocr_confidence=ocr,
+            ocr_flag=f"OCR confidence {ocr:.2f} on {chunk.section or 'its page'}, below {floor:.2f}"
+            if ocr is not None and ocr < floor
+            else None,
         )
         return ChunkPoint(
             payload=payload,
@@ -336,3 +346,8 @@ class Ingestor:
             self.catalog.delete_document(state)
             self.jobs.record_file(job, FileResult(doc_id, "deleted"))
         return len(gone)
+
+
+def _notes(doc: LoadedDocument) -> str | None:
+    """The loader's notes (what it skipped or doubts) as a file result's reason."""
+    return "; ".join(doc.notes) or None

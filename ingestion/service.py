@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.chunking import SemanticChunker
+from ingestion.loaders import LoadLimits
 from ingestion.runner import Ingestor, IngestRequest
 from rag.durations import parse_duration
 from rag.pipeline import Services
@@ -34,7 +35,14 @@ def make_ingestor(services: Services) -> Ingestor:
         services.jobs,
         chunker,
         bm25=services.bm25,
-        max_file_bytes=s.max_file_bytes,
+        limits=LoadLimits(
+            max_bytes=s.max_file_bytes,
+            ocr_max_pixels=s.ocr_max_pixels,
+            ocr_max_pages=s.ocr_max_pages,
+            ocr_timeout_s=s.ocr_timeout_s,
+            ocr_min_confidence=s.ocr_min_confidence,
+            sheet_max_cells=s.sheet_max_cells,
+        ),
     )
 
 

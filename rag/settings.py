@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     verifier_threshold: float | None = Field(default=None, ge=0, le=1)
 
     max_file_bytes: int = 20 * 1024 * 1024
+    # Scans and images (OCR): pixels of one page, pages read by OCR per file, seconds of OCR per
+    # file; pages read below the confidence floor are indexed and flagged in the freshness report.
+    ocr_max_pixels: int = Field(default=40_000_000, ge=10_000)
+    ocr_max_pages: int = Field(default=50, ge=1)
+    ocr_timeout_s: float = Field(default=300.0, gt=0)
+    ocr_min_confidence: float = Field(default=0.8, ge=0, le=1)
+    # Spreadsheets: cells read per workbook (every sheet together).
+    sheet_max_cells: int = Field(default=200_000, ge=1)
     default_ttl: str = "30d"
 
     # Source manifest (declared corpora: path, tier, TTL, schedule).

@@ -40,6 +40,8 @@ class SectionSpan:
     start: int
     end: int
     heading_path: tuple[str, ...] = ()
+    # For text read by OCR: the page's mean word confidence (0..1); None for a text layer.
+    ocr_confidence: float | None = None
 
 
 @dataclass
@@ -53,10 +55,17 @@ class LoadedDocument:
     sections: list[SectionSpan]
     modified_at: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What the loader left out or doubts, said in the job's per-file result (hidden sheets
+    # skipped, pages read by OCR below the confidence floor).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def content_hash(self) -> str:
         return content_hash(self.text)
+
+    def section_at(self, offset: int) -> SectionSpan | None:
+        """The section holding character `offset` (chunks never cross a section's edges)."""
+        return next((s for s in self.sections if s.start <= offset < s.end), None)
 
 
 @dataclass
@@ -102,6 +111,11 @@ class ChunkPayload:
     # Why the chunk reads as an instruction to a model (`rag.injection`), or None. Set at
     # ingestion, shown in the freshness report; such chunks never enter an LLM's context.
     injection: str | None = None
+    # Text read by OCR: its page's confidence (0..1), and why it is flagged when that is below
+    # the floor (RAG_OCR_MIN_CONFIDENCE); such chunks are served but listed in the freshness
+    # report for an operator to check against the original.
+    ocr_confidence: float | None = None
+    ocr_flag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

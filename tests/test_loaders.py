@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.loaders import LoadError, load_file, read_jsonl
+from ingestion.loaders import LoadError, LoadLimits, load_file, read_jsonl
 
 pytestmark = pytest.mark.integration
 
 CORPORA = Path(__file__).resolve().parent.parent / "corpora"
 MAX = 10_000_000
+LIMITS = LoadLimits(max_bytes=MAX)
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ MAX = 10_000_000
     ],
 )
 def test_sample_formats_load_with_sections(relpath, expect_text, expect_section):
-    doc = load_file(CORPORA / relpath, relpath, MAX)
+    doc = load_file(CORPORA / relpath, relpath, LIMITS)
     assert doc.doc_id == relpath
     assert expect_text in doc.text
     holder = next(s for s in doc.sections if expect_text in doc.text[s.start : s.end])
@@ -46,7 +47,7 @@ def test_pptx_loads_slide_titles(tmp_path):
     slide.placeholders[1].text = "Ship the billing service by the end of June."
     path = tmp_path / "goals.pptx"
     deck.save(path)
-    doc = load_file(path, "goals.pptx", MAX)
+    doc = load_file(path, "goals.pptx", LIMITS)
     assert "billing service" in doc.text
     assert doc.title == "Quarterly goals"
 
@@ -54,7 +55,7 @@ def test_pptx_loads_slide_titles(tmp_path):
 def test_json_file_flattens_to_key_values(tmp_path):
     path = tmp_path / "svc.json"
     path.write_text(json.dumps({"service": "billing", "owner": {"team": "payments", "pager": 42}}))
-    doc = load_file(path, "svc.json", MAX)
+    doc = load_file(path, "svc.json", LIMITS)
     assert "service: billing" in doc.text
     assert "team: payments" in doc.text
 
@@ -64,7 +65,7 @@ def test_latin1_text_is_decoded(tmp_path):
     path.write_bytes(
         "Le café de l'équipe ouvre à huit heures, près de la réception.".encode("latin-1")
     )
-    doc = load_file(path, "notes.txt", MAX)
+    doc = load_file(path, "notes.txt", LIMITS)
     assert "café de l'équipe" in doc.text
 
 
@@ -84,14 +85,14 @@ def test_bad_files_raise_clear_errors(tmp_path, name, content, reason):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(LoadError, match=reason.replace("(", r"\(").replace(".", r"\.")):
-        load_file(path, name, MAX)
+        load_file(path, name, LIMITS)
 
 
 def test_file_over_size_limit(tmp_path):
     path = tmp_path / "big.txt"
     path.write_text("word " * 1000)
     with pytest.raises(LoadError, match="over the 100-byte limit"):
-        load_file(path, "big.txt", 100)
+        load_file(path, "big.txt", LoadLimits(max_bytes=100))
 
 
 def test_jsonl_rows_and_line_numbered_errors(tmp_path):

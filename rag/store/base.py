@@ -84,6 +84,8 @@ class ChunkFilter:
     expired_at: datetime | None = None
     # Only chunks flagged at ingestion as trying to instruct a model (payload `injection`).
     flagged: bool = False
+    # Only chunks read by OCR below the confidence floor (payload `ocr_flag`).
+    ocr_flagged: bool = False
 
 
 class ConditionFactory(Protocol):
@@ -118,6 +120,8 @@ def conditions(where: ChunkFilter, spell: ConditionFactory) -> tuple[list[Any], 
         must.append(spell.at_or_before("expires_at", where.expired_at))
     if where.flagged:
         must_not.append(spell.is_empty("injection"))  # missing and null count as empty
+    if where.ocr_flagged:
+        must_not.append(spell.is_empty("ocr_flag"))
     return must, must_not
 
 
