@@ -521,6 +521,7 @@ def _print_freshness(data: dict[str, Any]) -> None:
         "expiring 24h",
         "expired unswept",
         "flagged",
+        "low OCR",
         title="Freshness",
     )
     for s in data["sources"]:
@@ -536,6 +537,7 @@ def _print_freshness(data: dict[str, Any]) -> None:
             str(s["chunks_expiring_24h"]),
             str(s["chunks_expired_unswept"]),
             f"[red]{s['chunks_flagged']}[/red]" if s["chunks_flagged"] else "0",
+            f"[yellow]{s['chunks_ocr_flagged']}[/yellow]" if s["chunks_ocr_flagged"] else "0",
         )
     out.print(table)
     for s in data["sources"]:
@@ -543,6 +545,11 @@ def _print_freshness(data: dict[str, Any]) -> None:
             out.print(f"[red]failed[/red] {s['source']}/{f['path']}: {f['reason']}")
         for f in s["flagged"]:
             out.print(f"[red]flagged[/red] {s['source']}/{f['doc_id']}: {f['reason']}")
+        for f in s["ocr_flagged"]:
+            out.print(
+                f"[yellow]low OCR confidence[/yellow] {s['source']}/{f['doc_id']} {f['page']}: "
+                f"{f['confidence']:.2f}"
+            )
         if s["last_error"]:
             out.print(f"[red]{s['source']} last error:[/red] {s['last_error']}")
 

@@ -136,6 +136,9 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
         if s["last_error"]:
             failures += f"<div class=bad>{escape(s['last_error'][:160])}</div>"
         flagged = "; ".join(f"{f['doc_id']}: {f['reason']}" for f in s["flagged"])
+        low_ocr = "; ".join(
+            f"{f['doc_id']} {f['page']}: {f['confidence']:.2f}" for f in s["ocr_flagged"]
+        )
         source_rows.append(
             f"<tr><td><b>{name}</b></td><td>{escape(s['tier'])}</td>"
             f'<td class="n">{_num(s["documents"], f"documents:{name}")}</td>'
@@ -150,6 +153,8 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
             f'<td class="n">{_num(s["chunks_expired_unswept"], f"unswept:{name}")}</td>'
             f'<td class="n {"bad" if s["chunks_flagged"] else ""}" '
             f'title="{escape(flagged)}">{_num(s["chunks_flagged"], f"flagged:{name}")}</td>'
+            f'<td class="n {"bad" if s["chunks_ocr_flagged"] else ""}" title="{escape(low_ocr)}">'
+            f"{_num(s['chunks_ocr_flagged'], f'ocr_flagged:{name}')}</td>"
             f"<td>{failures or '<span class=muted>none</span>'}</td></tr>"
         )
     tier_rows = "".join(
@@ -205,7 +210,8 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
 <section class="wide"><h2>Freshness per source</h2><table>
 <tr><th>source</th><th>tier</th><th>docs</th><th>chunks</th><th>newest / oldest</th>
 <th>last refresh</th><th>next run</th><th>status</th><th>expiring 24 h</th>
-<th>expired, unswept</th><th>flagged as injection</th><th>last failures</th></tr>
+<th>expired, unswept</th><th>flagged as injection</th><th>OCR below floor</th>
+<th>last failures</th></tr>
 {"".join(source_rows)}</table></section>
 <section><h2>Tiers</h2><table><tr><th>tier</th><th>docs</th><th>chunks</th>
 <th>expiring 24 h</th><th>expired, unswept</th><th>flagged</th></tr>{tier_rows}</table></section>

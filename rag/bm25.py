@@ -19,7 +19,11 @@ import Stemmer
 
 from rag.types import SparseVector
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+# A clock time or a decimal ("08:35", "4.50") is one term as well as its digit runs: a timetable
+# row about the 08:35 bus must outscore the 07:35 one, which shares the runs "08" and "35".
+# The runs stay terms, so an index written before compound terms still matches them.
+_WORD = re.compile(r"\d+(?:[:.]\d+)+|\w+", re.UNICODE)
+_DIGIT_RUN = re.compile(r"\d+")
 
 # Lucene's classic English stop set: words that carry no retrieval signal.
 STOPWORDS = frozenset(
@@ -41,8 +45,16 @@ def _stem(word: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercased, stop words dropped, Snowball-stemmed terms."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    """Lowercased, stop words dropped, Snowball-stemmed terms; a time or decimal also as its
+    digit runs (`"08:35"` -> `"08:35", "08", "35"`)."""
+    terms: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if word[0].isdigit() and not word.isalnum():
+            terms.append(word)
+            terms.extend(_DIGIT_RUN.findall(word))
+        elif word not in STOPWORDS:
+            terms.append(_stem(word))
+    return terms
 
 
 def term_id(term: str) -> int:

@@ -118,6 +118,7 @@ def freshness_report(
                 if src.tier in store.tiers
                 else 0,
                 **_flagged(store, src.tier, src.name),
+                **_ocr_flagged(store, src.tier, src.name),
                 "last_job": last_job.to_dict(with_files=False) if last_job else None,
                 "last_failures": failures,
                 "age_distribution": {label: ages.get(label, 0) for label, _ in AGE_BUCKETS},
@@ -137,6 +138,7 @@ def freshness_report(
                 "chunks_expiring_24h": sum(s["chunks_expiring_24h"] for s in rows),
                 "chunks_expired_unswept": store.count(tier, ChunkFilter(expired_at=now)),
                 "chunks_flagged": store.count(tier, ChunkFilter(flagged=True)),
+                "chunks_ocr_flagged": store.count(tier, ChunkFilter(ocr_flagged=True)),
             }
         )
     return {
@@ -162,6 +164,29 @@ def _flagged(store: VectorStore, tier: str, source: str) -> dict[str, Any]:
         if len(shown) == FLAGGED_SHOWN:
             break
     return {"chunks_flagged": store.count(tier, where), "flagged": shown}
+
+
+# Flagged chunks read to find the distinct pages among them (a page is a few chunks).
+OCR_CHUNKS_READ = 200
+
+
+def _ocr_flagged(store: VectorStore, tier: str, source: str) -> dict[str, Any]:
+    """The source's pages read by OCR below the confidence floor: how many chunks, and the first
+    pages with their confidence (indexed and served; an operator checks them against the
+    original)."""
+    if tier not in store.tiers:
+        return {"chunks_ocr_flagged": 0, "ocr_flagged": []}
+    where = ChunkFilter(source=source, ocr_flagged=True)
+    pages: dict[tuple[str, str], float | None] = {}
+    for read, p in enumerate(store.scroll(tier, where, batch=FLAGGED_SHOWN * 4)):
+        pages.setdefault((p.doc_id, p.section), p.ocr_confidence)
+        if len(pages) == FLAGGED_SHOWN or read + 1 >= OCR_CHUNKS_READ:
+            break
+    shown = [
+        {"doc_id": doc_id, "page": page, "confidence": conf}
+        for (doc_id, page), conf in sorted(pages.items())
+    ]
+    return {"chunks_ocr_flagged": store.count(tier, where), "ocr_flagged": shown}
 
 
 def _normalise_question(q: str) -> str:

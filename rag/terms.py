@@ -20,7 +20,7 @@ QUESTION_WORDS = frozenset(
         "may might must shall will is are was were be been being has have had i me my we our "
         "you your tell explain describe list give name according please about there any some "
         "many much kind type types specific specifically exactly current currently get got gets "
-        "need needs take happen happens"
+        "need needs take happen happens from"
     )
 )
 _SPECIFIC = re.compile(r"\b(?:[A-Z][\w'-]*|\w*\d\w*|[A-Z]{2,}\w*)\b")

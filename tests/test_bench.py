@@ -56,3 +56,32 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     assert lexical["documents"] == 1200
     assert lexical["rank_bm25_ms"]["p50"] > 0 and lexical["engine_bm25_ms"]["p50"] > 0
     assert "## Targets" in text and saved["targets"]
+
+
+def test_documents_bench_reports_ocr_accuracy_and_loading_per_format(tmp_path: Path) -> None:
+    from evals import bench_documents
+    from ingestion.loaders.ocr import available
+
+    out = tmp_path / "documents.json"
+    engines = ["tesseract"] if available() else []
+    bench_documents.main(
+        ["--pages", "1", "--rows", "20", "--repeats", "1", "--engines", *engines, "--out", str(out)]
+    )
+    saved = json.loads(out.read_text())
+    assert saved["command"].startswith("python -m evals.bench_documents --pages 1")
+    assert set(saved["loading"]) == {"html", "md", "docx", "pptx", "pdf", "xlsx", "csv"}
+    for ext, row in saved["loading"].items():
+        assert row["row_blocks"] == 20, ext
+        assert row["ms_per_file"] > 0 and row["rows_per_s"] > 0
+    if engines:
+        read = saved["ocr"]["tesseract"]
+        assert set(read) == set(bench_documents.CONDITIONS)
+        assert all(0.9 <= r["char_accuracy"] <= 1.0 and r["s_per_page"] > 0 for r in read.values())
+
+
+def test_char_accuracy_is_one_minus_edit_distance_over_the_reference() -> None:
+    from evals.bench_documents import char_accuracy
+
+    assert char_accuracy("bays 20 to 35", "bays  20 to\n35") == 1.0
+    assert char_accuracy("bays 20 to 35", "bays 20 to 36") == pytest.approx(1 - 1 / 13)
+    assert char_accuracy("abc", "completely different") == 0.0

@@ -1,5 +1,6 @@
-"""Documents as teams have them, generated: one bus timetable in every format with tables, and
-page images (scans, photos) rendered with Pillow. Nothing is downloaded."""
+"""Documents as teams have them, generated for tests and benchmarks: one bus timetable in every
+format with tables, and page images (scans, photos) rendered with Pillow. Nothing is downloaded.
+"""
 
 from __future__ import annotations
 
@@ -19,36 +20,36 @@ ROW_0805 = "Station Road: 08:05; Market Square: 08:14; Library: 08:20; Hospital:
 INTRO = "Buses on route 7 run every half hour on weekdays from the station to the hospital."
 
 
-def html_timetable() -> str:
+def html_timetable(rows: list[list[str]] = ROWS) -> str:
     head = "".join(f"<th>{h}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in ROWS)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return (
         f"<html><head><title>Buses</title></head><body><h1>{CAPTION}</h1><p>{INTRO}</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>"
     )
 
 
-def markdown_timetable() -> str:
+def markdown_timetable(rows: list[list[str]] = ROWS) -> str:
     lines = [f"# {CAPTION}", "", INTRO, "", "| " + " | ".join(HEADER) + " |"]
     lines.append("|" + "---|" * len(HEADER))
-    lines += ["| " + " | ".join(r) + " |" for r in ROWS]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def write_docx(path: Path) -> None:
+def write_docx(path: Path, rows: list[list[str]] = ROWS) -> None:
     from docx import Document
 
     doc = Document()
     doc.add_heading(CAPTION, 1)
     doc.add_paragraph(INTRO)
-    table = doc.add_table(rows=len(ROWS) + 1, cols=len(HEADER))
-    for i, row in enumerate([HEADER, *ROWS]):
+    table = doc.add_table(rows=len(rows) + 1, cols=len(HEADER))
+    for i, row in enumerate([HEADER, *rows]):
         for j, value in enumerate(row):
             table.cell(i, j).text = value
     doc.save(path)
 
 
-def write_pptx(path: Path) -> None:
+def write_pptx(path: Path, rows: list[list[str]] = ROWS) -> None:
     from pptx import Presentation
     from pptx.util import Inches
 
@@ -56,15 +57,15 @@ def write_pptx(path: Path) -> None:
     slide = deck.slides.add_slide(deck.slide_layouts[5])
     slide.shapes.title.text = CAPTION
     shape = slide.shapes.add_table(
-        len(ROWS) + 1, len(HEADER), Inches(0.5), Inches(2), Inches(9), Inches(2)
+        len(rows) + 1, len(HEADER), Inches(0.5), Inches(2), Inches(9), Inches(2)
     )
-    for i, row in enumerate([HEADER, *ROWS]):
+    for i, row in enumerate([HEADER, *rows]):
         for j, value in enumerate(row):
             shape.table.cell(i, j).text = value
     deck.save(path)
 
 
-def write_pdf(path: Path, pages: int = 1) -> None:
+def write_pdf(path: Path, rows: list[list[str]] = ROWS, pages: int = 1) -> None:
     """The timetable as a ruled PDF table under its caption; with `pages` > 1 the table runs on
     over several pages with its header repeated on each (as word processors print it)."""
     from reportlab.lib import colors
@@ -74,18 +75,18 @@ def write_pdf(path: Path, pages: int = 1) -> None:
 
     styles = getSampleStyleSheet()
     story: list = [Paragraph(INTRO, styles["BodyText"])]
-    per_page = max(1, len(ROWS) // pages + (len(ROWS) % pages > 0))
-    for start in range(0, len(ROWS), per_page):
+    per_page = max(1, -(-len(rows) // pages))
+    for start in range(0, len(rows), per_page):
         if start:
             story.append(PageBreak())
         story.append(Paragraph(CAPTION, styles["Heading2"]))
-        table = Table([HEADER, *ROWS[start : start + per_page]])
+        table = Table([HEADER, *rows[start : start + per_page]])
         table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
         story.append(table)
     SimpleDocTemplate(str(path), pagesize=A4).build(story)
 
 
-def write_xlsx(path: Path, hidden_sheet: bool = False) -> None:
+def write_xlsx(path: Path, rows: list[list[str]] = ROWS, hidden_sheet: bool = False) -> None:
     from datetime import time
 
     from openpyxl import Workbook
@@ -96,7 +97,7 @@ def write_xlsx(path: Path, hidden_sheet: bool = False) -> None:
     sheet.append([CAPTION])
     sheet.append([])
     sheet.append(HEADER)
-    for row in ROWS:
+    for row in rows:
         # Times as real time values, as a spreadsheet holds them.
         sheet.append([time(*map(int, v.split(":"))) for v in row])
     if hidden_sheet:
@@ -107,16 +108,18 @@ def write_xlsx(path: Path, hidden_sheet: bool = False) -> None:
     book.save(path)
 
 
-def write_timetables(folder: Path) -> dict[str, Path]:
-    """The same timetable as HTML, Markdown, DOCX, PPTX, PDF and XLSX; by extension."""
+def write_timetables(folder: Path, rows: list[list[str]] = ROWS) -> dict[str, Path]:
+    """The same timetable as HTML, Markdown, DOCX, PPTX, PDF, XLSX and CSV; by extension."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {ext: folder / f"timetable.{ext}" for ext in ("html", "md", "docx", "pptx", "pdf", "xlsx")}
-    paths["html"].write_text(html_timetable())
-    paths["md"].write_text(markdown_timetable())
-    write_docx(paths["docx"])
-    write_pptx(paths["pptx"])
-    write_pdf(paths["pdf"])
-    write_xlsx(paths["xlsx"])
+    exts = ("html", "md", "docx", "pptx", "pdf", "xlsx", "csv")
+    paths = {ext: folder / f"timetable.{ext}" for ext in exts}
+    paths["html"].write_text(html_timetable(rows))
+    paths["md"].write_text(markdown_timetable(rows))
+    write_docx(paths["docx"], rows)
+    write_pptx(paths["pptx"], rows)
+    write_pdf(paths["pdf"], rows)
+    write_xlsx(paths["xlsx"], rows)
+    paths["csv"].write_text("\n".join(",".join(r) for r in [HEADER, *rows]) + "\n")
     return paths
 
 
