@@ -11,6 +11,7 @@ the spans, and is what is read.
 from __future__ import annotations
 
 import importlib
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,12 @@ _PARTITIONERS = {
     ".txt": ("text", "partition_text"),
 }
 MARKDOWN_EXTENSIONS = ["tables", "fenced_code"]  # what unstructured's partition_md uses
-_MARKER = "ragops-table-marker-"
 
 
 def markup_blocks(ext: str, text: str | None = None, filename: Path | None = None) -> list[Block]:
     """Blocks of a markup or office file: `text` for text formats, `filename` for binary ones."""
     prepare_unstructured()
-    tables: list[Grid] = []
+    tables: dict[str, Grid] = {}
     if ext in (".md", ".markdown"):
         import markdown
 
@@ -52,10 +52,12 @@ def markup_blocks(ext: str, text: str | None = None, filename: Path | None = Non
 
 
 def blocks_from_elements(
-    elements: list[Any], headings: bool, tables: list[Grid] | None = None
+    elements: list[Any], headings: bool, tables: dict[str, Grid] | None = None
 ) -> list[Block]:
     """Titles open a heading level (by depth); everything else belongs to the current path.
-    Tables become one block per row; `tables` are those lifted out of HTML, by marker."""
+    Tables become one block per row (a table whose cells cannot be read stays one block of its
+    text); `tables` are those lifted out of HTML, by marker, put back where the marker lands."""
+    tables = tables or {}
     stack: list[tuple[int, str]] = []
     blocks: list[Block] = []
     for el in elements:
@@ -63,9 +65,14 @@ def blocks_from_elements(
         if not text:
             continue
         path = tuple(t for _, t in stack)
-        grid = _table_of(el, text, tables or [])
-        if grid is not None:
-            blocks.extend(row_blocks(grid, path, context=path[-1] if path else ""))
+        lifted = tables.get(text)
+        if lifted is not None:
+            blocks.extend(row_blocks(lifted, path, context=path[-1] if path else ""))
+            continue
+        grid = _table_html(el)
+        rows = row_blocks(grid, path, context=path[-1] if path else "") if grid else []
+        if rows:
+            blocks.extend(rows)
             continue
         if headings and getattr(el, "category", "") == "Title":
             depth = getattr(el.metadata, "category_depth", None) or 0
@@ -77,12 +84,8 @@ def blocks_from_elements(
     return blocks
 
 
-def _table_of(element: Any, text: str, lifted: list[Grid]) -> Grid | None:
-    """The grid of a table element: a lifted HTML table by its marker, or the table HTML that
-    unstructured made (DOCX, PPTX)."""
-    if text.startswith(_MARKER):
-        index = text[len(_MARKER) :]
-        return lifted[int(index)] if index.isdigit() and int(index) < len(lifted) else None
+def _table_html(element: Any) -> Grid | None:
+    """The grid of a table element from the table HTML unstructured made (DOCX, PPTX, mail)."""
     html = getattr(getattr(element, "metadata", None), "text_as_html", None)
     if getattr(element, "category", "") != "Table" or not html:
         return None
@@ -92,18 +95,20 @@ def _table_of(element: Any, text: str, lifted: list[Grid]) -> Grid | None:
     return grid_from_html(table) if table is not None else None
 
 
-def _lift_tables(html: str) -> tuple[str, list[Grid]]:
-    """The page with each top-level table replaced by a marker paragraph, and the tables."""
+def _lift_tables(html: str) -> tuple[str, dict[str, Grid]]:
+    """The page with each top-level table replaced by a marker paragraph, and the tables by
+    marker. A marker carries a random token, so no text of the page can pose as one."""
     import lxml.html
 
     root = lxml.html.document_fromstring(html)
-    grids: list[Grid] = []
+    token = secrets.token_hex(8)
+    grids: dict[str, Grid] = {}
     for table in list(root.iter("table")):
         if any(a.tag == "table" for a in table.iterancestors()):
             continue  # nested: read as part of the table that holds it
         marker = lxml.html.Element("p")
-        marker.text = f"{_MARKER}{len(grids)}"
+        marker.text = f"ragops-table-{token}-{len(grids)}"
         marker.tail = table.tail
-        grids.append(grid_from_html(table))
+        grids[marker.text] = grid_from_html(table)
         table.getparent().replace(table, marker)
     return lxml.html.tostring(root, encoding="unicode"), grids

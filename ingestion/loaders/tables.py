@@ -126,8 +126,7 @@ def row_blocks(grid: Grid, heading_path: tuple[str, ...], context: str = "") -> 
     header_rows = grid.header_rows()
     caption = grid.caption or context
     if header_rows == 0:
-        blocks = [Block(row_sentence([], r, caption), heading_path) for r in rows]
-        return blocks
+        return [Block(row_sentence([], r, caption), heading_path) for r in rows]
     labels = column_labels(grid, header_rows)
     body = grid.rows[header_rows:]
     if not any(any(r) for r in body):  # only a header: say it once
@@ -146,11 +145,12 @@ def _distinct(row: list[str]) -> list[str]:
 def grid_from_rows(rows: list[list[Any]], caption: str = "", fill_merged: bool = False) -> Grid:
     """A grid from plain rows (CSV, spreadsheets, PDF tables). `fill_merged`: an empty cell
     right of a text in a header-like first row is a merged cell's continuation (extractors give
-    None there), which makes the row a group header over the row below."""
+    None there), which makes the row a group header over the row below (when neither row
+    holds data)."""
     width = max((len(r) for r in rows), default=0)
     texts = [[clean(c) for c in r] + [""] * (width - len(r)) for r in rows]
     spans = [[0] * width for _ in texts]
-    if fill_merged and len(texts) > 2 and not _looks_like_data(texts[0]):
+    if fill_merged and len(texts) > 2 and not any(map(_looks_like_data, texts[:2])):
         first = texts[0]
         for j in range(1, width):
             if not first[j] and first[j - 1] and texts[1][j]:
