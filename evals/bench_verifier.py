@@ -39,7 +39,7 @@ def split_rows(split: str) -> list[dict[str, Any]]:
 
 
 def verifier_figures(rows: Iterable[dict[str, Any]], verifier: ClaimVerifier) -> dict[str, Any]:
-    verdicts: dict[str, list[tuple[bool, bool, bool, bool]]] = {"right": [], "hallucinated": []}
+    verdicts: dict[str, list[tuple[bool, ...]]] = {"right": [], "hallucinated": []}
     ms: list[float] = []
     for r in rows:
         for kind, answer in (
@@ -55,7 +55,7 @@ def verifier_figures(rows: Iterable[dict[str, Any]], verifier: ClaimVerifier) ->
             restated = rule is not None and rule.accepts(
                 *restated_terms(r["question"], answer, [r["knowledge"]])
             )
-            verdicts[kind].append((check.supported, model_ok, overlap_ok, restated))
+            verdicts[kind].append((check.supported, model_ok, overlap_ok, restated, check.quoted))
 
     def rejected(kind: str, part: int) -> float:
         return round(sum(not v[part] for v in verdicts[kind]) / len(verdicts[kind]), 4)
@@ -77,6 +77,10 @@ def verifier_figures(rows: Iterable[dict[str, Any]], verifier: ClaimVerifier) ->
         "restatement_rule_alone": {
             "hallucinated_rejected": rejected("hallucinated", 3),
             "right_rejected": rejected("right", 3),
+        },
+        "quote_rule_alone": {
+            "hallucinated_rejected": rejected("hallucinated", 4),
+            "right_rejected": rejected("right", 4),
         },
         "ms_per_check_p50": round(statistics.median(ms), 2),
     }

@@ -13,7 +13,12 @@ as int8 ONNX and run by the judge's own cross-encoder runtime. Beside the model,
   HaluEval's trivia well and reads other prose poorly (it rates a policy's own sentence against
   that policy below its threshold); word overlap cannot judge a short answer ("Paris" against
   a passage naming Paris and Lyon), so it only speaks for longer sentences. Its two numbers are
-  chosen on the calib split by the training command and kept in `verifier.json`.
+  chosen on the calib split by the training command and kept in `verifier.json`;
+- quote: a sentence that is a verbatim or near-verbatim quote of a cited passage (the same
+  words in the same order, function words, case and number formatting aside) is supported. No
+  model should have to learn that a passage supports its own words; the shipped one rated a
+  policy's own sentence 0.06. Negations are never function words here: "may not carry over"
+  does not quote "may carry over".
 
     verifier = shared_verifier()
     check = verifier.check("When was it founded?", "It was founded in 1844.", ["... in 1844 ..."])
@@ -23,7 +28,9 @@ as int8 ONNX and run by the judge's own cross-encoder runtime. Beside the model,
 from __future__ import annotations
 
 import json
+import re
 import threading
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +58,47 @@ def restated_terms(question: str, claim: str, passages: Sequence[str]) -> tuple[
     """How many content terms the claim adds to the question, and the share of them found in
     the passages."""
     return _restated(question, claim, _terms(passages))
+
+
+# Words a near-verbatim quote may add, drop or change. Negations (no, not, never, without) are
+# deliberately absent: they reverse what a sentence says.
+QUOTE_FUNCTION_WORDS = frozenset(
+    "a an the of to in on at for by with and or is are was were be been being it its this that "
+    "these those as from per each".split()
+)
+# A quote must carry this many words beyond function words: a bare name ("Paris") found in a
+# passage that names Paris and Lyon says nothing about support.
+QUOTE_MIN_WORDS = 4
+_QUOTE_WORD = re.compile(r"\d+(?:[.,:]\d+)*|\w+")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?:\D|$))")
+
+
+def quote_words(text: str) -> list[str]:
+    """A text's words for quote matching: case-folded, function words dropped, numbers in one
+    format (`1,000` -> `1000`, `4.50` -> `4.5`)."""
+    words = []
+    for word in _QUOTE_WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
+        if word[0].isdigit():
+            word = _THOUSANDS.sub("", word)
+            if re.fullmatch(r"\d+\.\d+", word):
+                word = word.rstrip("0").rstrip(".")
+        elif word in QUOTE_FUNCTION_WORDS:
+            continue
+        words.append(word)
+    return words
+
+
+def quotes(claim: str, passages: Sequence[str]) -> bool:
+    """The claim is a verbatim or near-verbatim quote of one of the passages."""
+    words = quote_words(claim)
+    n = len(words)
+    if n < QUOTE_MIN_WORDS:
+        return False
+    for passage in passages:
+        text = quote_words(passage)
+        if any(text[i : i + n] == words for i in range(len(text) - n + 1)):
+            return True
+    return False
 
 
 def _terms(texts: Sequence[str]) -> set[str]:
@@ -90,6 +138,7 @@ class ClaimCheck:
     best: int  # index of the passage the model rated best
     missing: list[str]  # names/numbers of the sentence found in no cited passage
     restated: float = 0.0  # share of the sentence's own terms found in its cited passages
+    quoted: bool = False  # the sentence quotes a cited passage (near-)verbatim
 
     @property
     def reason(self) -> str | None:
@@ -129,8 +178,9 @@ class ClaimVerifier:
         missing = _unsupported(question, claim, seen) if self.use_overlap else []
         new_terms, share = _restated(question, claim, seen)
         restated = self.restatement is not None and self.restatement.accepts(new_terms, share)
-        supported = (probs[best] >= self.threshold or restated) and not missing
-        return ClaimCheck(supported, round(probs[best], 4), best, missing, round(share, 4))
+        quoted = quotes(claim, passages)
+        supported = (probs[best] >= self.threshold or restated or quoted) and not missing
+        return ClaimCheck(supported, round(probs[best], 4), best, missing, round(share, 4), quoted)
 
 
 _shared: dict[Path, ClaimVerifier] = {}

@@ -137,6 +137,21 @@ def test_a_fabricated_sentence_is_removed(client, llms):
     assert "1987" in dropped["sentence"] and "1987" in dropped["reason"]
 
 
+def test_a_sentence_copied_verbatim_from_its_passage_is_kept(client, llms):
+    primary, _ = llms
+
+    def copy(body: dict[str, Any]) -> str:
+        n = cite(body, "14 characters")
+        return f"Passwords for company accounts must be at least 14 characters long. {n}"
+
+    primary.script = [Respond(copy)]
+    body = ask(client, "How long must passwords for company accounts be?")
+    assert body["refused"] is False, body
+    assert body["generator"]["kind"] == "llm", body["generator"]
+    assert body["generator"]["dropped_sentences"] == []
+    assert body["answer"].startswith("Passwords for company accounts must be at least 14")
+
+
 def test_uncited_and_unknown_citations_are_removed(client, llms):
     primary, _ = llms
 

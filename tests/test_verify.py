@@ -12,6 +12,7 @@ import pytest
 from rag.verify import (
     ClaimVerifier,
     Restatement,
+    quotes,
     restated_terms,
     shared_verifier,
     unsupported_specifics,
@@ -45,6 +46,37 @@ def test_a_restatement_is_counted_on_the_words_the_question_lacks():
     )
     rule = Restatement(min_terms=4, min_share=0.7)
     assert rule.accepts(5, 1.0) and not rule.accepts(3, 1.0) and not rule.accepts(5, 0.6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "claim, quoted",
+    [
+        ("Passwords for company accounts must be at least 14 characters long.", True),
+        # Case, spacing and function words may differ.
+        ("passwords of  company accounts must be at least 14 characters long", True),
+        ("They must be changed immediately when a compromise is suspected.", True),
+        # A negation is never a function word: dropping or adding one changes the claim.
+        ("Passwords are rotated on a schedule.", False),
+        ("They must not be changed immediately when a compromise is suspected.", False),
+        # A number, a word or a qualifier changed or dropped is not a quote.
+        ("Passwords for company accounts must be at least 16 characters long.", False),
+        ("Passwords must be at least 14 characters long.", False),
+        # Too short to say anything about support by itself.
+        ("Company accounts.", False),
+    ],
+)
+def test_a_verbatim_or_near_verbatim_quote_of_a_passage(claim, quoted):
+    assert quotes(claim, ["Unrelated text first.", PASSAGE]) is quoted
+
+
+@pytest.mark.unit
+def test_number_formatting_does_not_break_a_quote():
+    passage = "The annual budget is 1,000 euros per team and the fee is 4.50 euros."
+    assert quotes("The annual budget is 1000 euros per team.", [passage])
+    assert quotes("The fee is 4.5 euros.", [passage]) is False  # 3 words: too short
+    assert quotes("the team fee is 4.5 euros", ["Each team fee is 4.50 euros."])
+    assert not quotes("the team fee is 5.4 euros", ["Each team fee is 4.50 euros."])
 
 
 MAGAZINES = (
@@ -85,6 +117,21 @@ def test_supported_sentences_pass_and_fabrications_fail():
     assert not made_up.supported and made_up.missing == ["16"]
     assert "16" in (made_up.reason or "")
     assert not verifier.check(QUESTION, "Anything at all.", []).supported
+
+
+@pytest.mark.integration
+def test_a_sentence_copied_from_its_passage_is_supported_whatever_the_model_says():
+    verifier = shared_verifier()
+    # Nearly every word is the question's, so the restatement rule cannot speak for it, and the
+    # model rates the policy's own sentence far below its threshold.
+    question = "How long must passwords for company accounts be?"
+    claim = "Passwords for company accounts must be at least 14 characters long."
+    check = verifier.check(question, claim, [PASSAGE])
+    assert check.probability < verifier.threshold
+    assert check.supported and check.quoted and check.reason is None
+    # The same sentence with its number changed is still rejected.
+    changed = verifier.check(question, claim.replace("14", "12"), [PASSAGE])
+    assert not changed.supported and not changed.quoted and changed.missing == ["12"]
 
 
 @pytest.mark.integration
