@@ -138,7 +138,7 @@ def summarize(results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]])
 
 # The reasons a question without evidence may be refused with; the others (citation_check_failed,
 # no_permitted_tiers) mean something else went wrong.
-EVIDENCE_REFUSALS = ("no_evidence", "low_confidence")
+EVIDENCE_REFUSALS = ("no_evidence", "not_covered", "low_confidence")
 
 
 def behaved(result: dict[str, Any], row: dict[str, Any]) -> str | None:

@@ -44,6 +44,7 @@ from rag.types import (
 REFUSAL_MESSAGES = {
     "no_permitted_tiers": "This key may not read any tier that could hold the answer.",
     "no_evidence": "Nothing in the permitted sources matches this question.",
+    "not_covered": "The permitted sources never mention what this question asks about.",
     "low_confidence": "The permitted sources do not clearly answer this question.",
     "citation_check_failed": "An answer could not be backed by exact quotes from the sources.",
 }
@@ -190,11 +191,9 @@ class AskPipeline:
         if not ranked:
             d.confidence, d.reason = 0.0, "no_evidence"
             return d
-        d.confidence = round(self.confidence.confidence(evidence), 4)
-        if d.confidence < self.effective_threshold or evidence.misses_every_specific_term:
-            d.reason = "low_confidence"
-            if evidence.missing_specific:
-                d.detail = "the sources never mention: " + ", ".join(evidence.missing_specific)
+        d.confidence = confidence = round(self.confidence.confidence(evidence), 4)
+        if confidence < self.effective_threshold or evidence.misses_every_specific_term:
+            d.reason, d.detail = self._refusal(query, evidence, confidence, tiers)
             return d
         reply = self.answerer.answer(query, ranked[:top_k], on_sentence)
         d.generator = reply.generator
@@ -204,6 +203,29 @@ class AskPipeline:
         else:
             d.answer, d.citations = reply.text, reply.citations
         return d
+
+    def _refusal(
+        self, query: QueryTerms, evidence: Evidence, confidence: float, tiers: list[str]
+    ) -> tuple[str, str]:
+        """Why the gate refused, as a reason an operator can count, and its detail:
+        `not_covered` when a name or number of the question appears in no document of the tiers
+        searched (looked up in the whole index, not only the chunks read), else
+        `low_confidence` with the score. The question's own words are shown, never stems."""
+        uncovered = self.retriever.unmentioned(evidence.missing_specific, tiers)
+        if uncovered:
+            words = ", ".join(query.as_written(uncovered))
+            return "not_covered", f"no document in the tiers searched mentions: {words}"
+        missing = ", ".join(query.as_written(evidence.missing_specific))
+        threshold = self.effective_threshold
+        if confidence >= threshold:  # refused for missing every name and number it asks about
+            return "low_confidence", (
+                f"confidence {confidence:.3f} is above the threshold {threshold:.3f}, but the "
+                f"best evidence mentions none of: {missing}"
+            )
+        detail = f"confidence {confidence:.3f} is below the threshold {threshold:.3f}"
+        if missing:
+            detail += f"; the best evidence does not mention: {missing}"
+        return "low_confidence", detail
 
     def _result(
         self,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag.bm25 import BM25Encoder
+from rag.bm25 import BM25Encoder, term_id
 from rag.embedding import DenseEmbedder
 from rag.store import ChunkFilter, VectorStore
 from rag.store.base import Fusion, QueryMode
@@ -75,6 +75,19 @@ class HybridRetriever:
                 c.score = c.fused * weight
             out.extend(candidates)
         out.sort(key=lambda c: c.score, reverse=True)
+        return out
+
+    def unmentioned(self, terms: Sequence[str], tiers: Sequence[str]) -> list[str]:
+        """The terms that no live chunk of `tiers` contains: one BM25-only engine query per term
+        and tier, stopping at the first tier that has it."""
+        live = ChunkFilter(live_at=utc_now())
+        out = []
+        for term in terms:
+            probe = SparseVector([term_id(term)], [1.0])
+            if not any(
+                self.store.query(tier, None, probe, 1, where=live, mode="sparse") for tier in tiers
+            ):
+                out.append(term)
         return out
 
     def _attach_scores(

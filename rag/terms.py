@@ -71,3 +71,16 @@ class QueryTerms:
 
     def missing_specific(self, terms: set[str] | frozenset[str]) -> list[str]:
         return sorted(self.specific - set(terms))
+
+    def as_written(self, terms: list[str]) -> list[str]:
+        """The question's own words for analysed terms ("leed" -> "Leeds"), in question order;
+        a term no single word yields (a quoted phrase's) is shown as it is."""
+        words = re.findall(r"[\w'’.:-]*\w", self.text)
+        wanted = set(terms)
+        shown: list[str] = []
+        for word in words:
+            hits = wanted & set(tokenize(word))
+            if hits and word not in shown:
+                shown.append(word)
+                wanted -= hits
+        return shown + sorted(wanted)

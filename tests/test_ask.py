@@ -90,21 +90,41 @@ def test_answers_are_cited_from_the_right_document(client, question, doc_id, fac
 
 
 @pytest.mark.parametrize(
-    "question",
+    "question, reason, detail",
     [
-        "What is the capital of France?",
-        "How do I fail over the MySQL database?",
-        "How many days of annual leave do part-time employees in Germany get?",
-        "Who won the football World Cup in 2018?",
-        "What is the dress code for the summer party?",
+        ("What is the capital of France?", "not_covered", "mentions: France"),
+        ("How do I fail over the MySQL database?", "not_covered", "mentions: MySQL"),
+        (
+            "How many days of annual leave do part-time employees in Germany get?",
+            "not_covered",
+            "mentions: Germany",
+        ),
+        ("Who won the football World Cup in 2018?", "not_covered", "mentions: World, Cup, 2018"),
+        ("What is the dress code for the summer party?", "low_confidence", "below the threshold"),
     ],
 )
-def test_unanswerable_questions_are_refused_with_a_reason(client, question):
+def test_unanswerable_questions_are_refused_with_a_reason(client, question, reason, detail):
     body = client.post("/ask", json={"question": question}).json()
     assert body["refused"] is True and body["answer"] is None
-    assert body["refusal_reason"] == "low_confidence"
+    assert body["refusal_reason"] == reason
+    assert detail in body["refusal_detail"]
+    if reason == "low_confidence":
+        assert (
+            f"confidence {body['confidence']:.3f} is below the threshold " in body["refusal_detail"]
+        )
     assert body["citations"] == []
     assert all(c["note"] == "not an answer" for c in body["closest_sources"])
+
+
+def test_not_covered_looks_at_every_document_of_the_tiers_searched_and_no_other(client):
+    # "Lukas Brandt" is named only in the internal on-call rota.
+    question = "Which weeks is Lukas Brandt on call as the escalation contact for payroll?"
+    narrow = client.post("/ask", json={"question": question, "tiers": ["verified"]}).json()
+    assert narrow["refusal_reason"] == "not_covered"
+    assert narrow["refusal_detail"] == "no document in the tiers searched mentions: Lukas, Brandt"
+    wide = client.post("/ask", json={"question": question}).json()
+    assert wide["refusal_reason"] != "not_covered"
+    assert "Lukas" not in (wide["refusal_detail"] or "").split("mentions:")[-1]
 
 
 def test_query_log_records_the_trace(client):

@@ -29,3 +29,20 @@ def test_query_has_one_per_unique_term():
     vec = BM25Encoder().encode_query("reset reset the VPN token")
     assert sorted(vec.indices) == sorted({term_id("reset"), term_id("vpn"), term_id("token")})
     assert vec.values == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.unit
+def test_times_and_decimals_are_terms_beside_their_digit_runs():
+    assert tokenize("The 08:35 bus costs 4.50 euros.") == [
+        "08:35",
+        "08",
+        "35",
+        "bus",
+        "cost",
+        "4.50",
+        "4",
+        "50",
+        "euro",
+    ]
+    # A sentence's closing full stop after a number is not a decimal.
+    assert tokenize("Bay 3. Doors") == ["bay", "3", "door"]

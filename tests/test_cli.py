@@ -199,7 +199,7 @@ def test_ask_json_and_human(ingested):
     human = run(["ask", "When do the Alpha servers restart?"], ingested)
     assert "[1] Alpha — a.md (internal, source ops" in " ".join(human.stdout.split())
     refused = run(["ask", "Who won the 1998 World Cup?"], ingested)
-    assert "Refused (low_confidence)" in refused.stdout
+    assert "Refused (not_covered)" in refused.stdout
     bad = run(["ask", "x?", "--tier", "secret"], ingested)
     assert bad.returncode == 2 and "unknown tier(s) secret" in bad.stderr
 
