@@ -7,7 +7,8 @@ Sets: the first 200 HaluEval QA dev rows and a fixed, category-balanced subset o
 fitz-gov dev cases (with only the documents they name); the answer verifier on the same
 HaluEval rows (right vs hallucinated answers against their passages); the golden set over the
 sample corpora (`evals.golden`: facts, paraphrases, unanswerable questions and near misses,
-forbidden tiers, expired evidence). A metric fails the gate
+forbidden tiers, expired evidence); the product-register set (`evals.register`: policies,
+timetables and FAQs of the kind users feed the product). A metric fails the gate
 when it drops below its baseline by more than the tolerance; latency is reported, never gated
 (noisy).
 """
@@ -55,6 +56,13 @@ GATED = {
         "refusal.recall",
         "ragas.non_llm_context_recall",
     ],
+    # The product-register set (evals.register): policies, timetables and FAQs, both splits.
+    "register": [
+        f"{split}.{kind}.rate"
+        for split in ("dev", "test")
+        for kind in ("direct", "paraphrase", "near_miss", "never")
+    ]
+    + ["quotes_valid"],
 }
 
 
@@ -70,6 +78,7 @@ def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
     from evals.bench_verifier import sample_claim_figures, split_rows, verifier_figures
     from evals.golden import run_golden
     from evals.metrics import summarize
+    from evals.register import run_register
     from evals.runner import read_dataset, run_dataset
     from ingestion.runner import IngestRequest
     from ingestion.service import make_ingestor
@@ -99,6 +108,7 @@ def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
     finally:
         services.close()
     reports["golden"] = run_golden(workdir / "golden")
+    reports["register"] = run_register(workdir / "register")[0]
     return reports
 
 

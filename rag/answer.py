@@ -139,8 +139,11 @@ class ExtractiveAnswerer:
             # Earlier-ranked chunks win ties; the prior is small next to term coverage.
             prior = 0.05 * (len(top) - rank)
             lo, hi = candidate.window or (0, len(text))
+            headings = _headings(candidate)
             for position, (a, b) in enumerate(split_sentences(text)):
                 sentence = text[a:b]
+                if _not_evidence(sentence, headings):
+                    continue
                 sentence_terms = frozenset(tokenize(sentence))
                 score = terms.coverage(sentence_terms) + prior
                 if candidate.window and lo <= a and b <= hi:
@@ -152,12 +155,31 @@ class ExtractiveAnswerer:
         return out
 
 
+def _headings(candidate: Candidate) -> frozenset[str]:
+    """The chunk's document title and section headings, normalised: context for its sentences,
+    never one of them to quote."""
+    p = candidate.payload
+    names = [p.title, *p.section.split(" > ")] if p.section else [p.title]
+    return frozenset(_normal(n) for n in names if n)
+
+
+def _not_evidence(sentence: str, headings: frozenset[str]) -> bool:
+    """A question (an FAQ's own question, a heading that asks) or the chunk's title or heading
+    restated is never an answer: "What are the help desk's opening hours? [1]" quoted the FAQ's
+    question instead of the sentence under it."""
+    return sentence.rstrip().endswith("?") or _normal(sentence) in headings
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def _heading_like(sentence: str) -> bool:
     return len(sentence.split()) < 5 and not sentence.rstrip().endswith((".", "!", "?", ":"))
 
 
 def _same(a: str, b: str) -> bool:
-    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+    return _normal(a) == _normal(b)
 
 
 _MARKED = re.compile(r"(.+?) ((?:\[\d+\])+)(?: |$)", re.S)

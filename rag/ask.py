@@ -197,6 +197,11 @@ class AskPipeline:
             return d
         reply = self.answerer.answer(query, ranked[:top_k], on_sentence)
         d.generator = reply.generator
+        if not reply.citations:
+            # The evidence read holds only headings and questions: context, not an answer.
+            d.reason = "low_confidence"
+            d.detail = "the evidence read has no sentence that answers, only headings or questions"
+            return d
         problems = check_citations(reply.text, reply.citations, reply.verbatim)
         if problems:
             d.reason, d.detail = "citation_check_failed", "; ".join(problems)

@@ -41,6 +41,30 @@ def test_prefers_the_sentence_that_covers_the_question():
     assert [c.quote for c in cites] == ["Passwords must be at least 14 characters long."]
 
 
+def test_an_faq_question_is_context_never_the_answer():
+    faq = (
+        "What are the help desk's opening hours?\n\n"
+        "The help desk is staffed from 08:00 to 18:00, Monday to Friday."
+    )
+    reply = ExtractiveAnswerer().answer(
+        QueryTerms.of("What are the help desk's opening hours?"), [candidate(faq)]
+    )
+    assert [c.quote for c in reply.citations] == [
+        "The help desk is staffed from 08:00 to 18:00, Monday to Friday."
+    ]
+
+
+def test_a_sentence_restating_the_section_heading_or_title_is_not_quoted():
+    c = candidate("Remote work allowance\n\nEach employee receives 400 euros once.")
+    c.payload.section = "Remote work policy > Remote work allowance"
+    reply = ExtractiveAnswerer().answer(QueryTerms.of("What is the remote work allowance?"), [c])
+    assert [q.quote for q in reply.citations] == ["Each employee receives 400 euros once."]
+    # A chunk that is only its heading (and a question) has nothing to quote.
+    bare = candidate("Remote work allowance\n\nHow much is it?")
+    bare.payload.section = "Remote work allowance"
+    assert ExtractiveAnswerer().answer(QueryTerms.of("remote work allowance"), [bare]).text == ""
+
+
 def test_heading_lines_are_not_the_answer():
     cites = (
         ExtractiveAnswerer().answer(QueryTerms.of("parental leave"), [candidate(LEAVE)]).citations

@@ -59,3 +59,40 @@ def test_gate_fails_when_the_confidence_threshold_is_degraded(tmp_path, embedder
     assert any(f.startswith("golden answers.answer_rate: ") for f in failures), failures
     assert any(f.startswith("golden behaviour.behaved: ") for f in failures), failures
     assert not any(f.startswith("golden refusal.recall") for f in failures)  # refusing more
+
+
+@pytest.mark.unit
+def test_register_rows_are_right_only_when_they_behave():
+    from evals.register import right, score
+
+    answerable = {
+        "id": "a",
+        "split": "test",
+        "kind": "direct",
+        "answerable": True,
+        "relevant_doc_ids": ["test/billing-faq.md"],
+        "reference_answer": "19 euros",
+    }
+    near = {"id": "n", "split": "test", "kind": "near_miss", "answerable": False}
+    quoted = {
+        "refused": False,
+        "refusal_reason": None,
+        "answer": "Team at 19 euros per user per month. [1]",
+        "citations": [{"doc_id": "test/billing-faq.md"}],
+        "citations_valid": True,
+    }
+    heading = {**quoted, "answer": "Which plans do you offer? [1]"}
+    elsewhere = {**quoted, "citations": [{"doc_id": "test/gym-timetable.html"}]}
+    refused = {"refused": True, "refusal_reason": "not_covered", "answer": None, "citations": []}
+    assert right(quoted, answerable) and not right(heading, answerable)
+    assert not right(elsewhere, answerable) and not right(refused, answerable)
+    assert right(refused, near) and not right(quoted, near)
+    failed_check = {**refused, "refusal_reason": "citation_check_failed"}
+    assert not right(failed_check, near)  # refused, but not for lack of evidence
+    rows = {"a": answerable, "n": near}
+    report = score([{**quoted, "id": "a"}, {**quoted, "id": "n"}], rows)
+    assert report["test"] == {
+        "direct": {"n": 1, "right": 1, "rate": 1.0},
+        "near_miss": {"n": 1, "right": 0, "rate": 0.0},
+    }
+    assert report["quotes_valid"] == 1.0 and report["refusal_reasons"] == {}

@@ -1,0 +1,110 @@
+"""The product-register set: documents in the register the product's users feed it (a policy, a
+timetable with fares, an IT FAQ; a travel handbook, an HTML gym timetable, a billing FAQ) and
+84 questions about them, written by hand for this set and never trained or tuned on.
+
+    python -m evals.register [--split dev|test|all] [--show-wrong]
+
+Kinds of question: `direct` (wording close to the answering sentence), `paraphrase`,
+`near_miss` (another group, place, plan or condition than the document covers; "that are not
+..."), `never` (something no document mentions). A direct or paraphrased question is right when
+it is answered citing its document and the answer holds the reference (the answering sentence
+was quoted, not a heading); a near miss or never-mentioned question is right when it is refused
+for lack of evidence. `dev` documents (evals/datasets/register/dev) are for looking at what went
+wrong (`--show-wrong` prints only dev rows); `test` documents are for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from evals.metrics import EVIDENCE_REFUSALS, contains_reference
+
+DATASETS = Path(__file__).with_name("datasets")
+DOCUMENTS = DATASETS / "register"
+QUESTIONS = DATASETS / "register.jsonl"
+KINDS = ("direct", "paraphrase", "near_miss", "never")
+COMMAND = "python -m evals.register"
+
+
+def right(result: dict[str, Any], row: dict[str, Any]) -> bool:
+    if not row["answerable"]:
+        return bool(result["refused"]) and result["refusal_reason"] in EVIDENCE_REFUSALS
+    cited = {c["doc_id"] for c in result["citations"]}
+    return (
+        not result["refused"]
+        and bool(set(row["relevant_doc_ids"]) & cited)
+        and contains_reference(result["answer"], row.get("reference_answer"))
+    )
+
+
+def score(results: list[dict[str, Any]], rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    by_split: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    reasons: Counter[str] = Counter()
+    for result in results:
+        row = rows[result["id"]]
+        by_split[row["split"]][row["kind"]].append(right(result, row))
+        if result["refused"]:
+            reasons[result["refusal_reason"]] += 1
+    out: dict[str, Any] = {}
+    for split, kinds in sorted(by_split.items()):
+        out[split] = {
+            kind: {"n": len(v), "right": sum(v), "rate": round(sum(v) / len(v), 4)}
+            for kind in KINDS
+            if (v := kinds.get(kind))
+        }
+    answered = [r for r in results if not r["refused"]]
+    out["quotes_valid"] = (
+        round(sum(r["citations_valid"] for r in answered) / len(answered), 4) if answered else None
+    )
+    out["refusal_reasons"] = dict(reasons.most_common())
+    return out
+
+
+def run_register(workdir: Path, split: str = "all") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ingest every register document (both splits: a question may be answered from any
+    document, as in a real index) and ask the split's questions."""
+    from evals.runner import read_dataset, run_dataset
+    from ingestion.runner import IngestRequest
+    from ingestion.service import make_ingestor
+    from rag.pipeline import Services
+    from rag.settings import Settings
+
+    config = Settings(data_dir=workdir / "data", sources_file=workdir / "none.toml")
+    services = Services(config)
+    try:
+        job = make_ingestor(services).run(
+            IngestRequest("register", "internal", DOCUMENTS, "30d", trigger="eval")
+        )
+        if job.status != "succeeded" or job.counts["failed"]:
+            raise RuntimeError(f"ingesting the register documents failed: {job.to_dict()}")
+        rows = [r for r in read_dataset(QUESTIONS) if split in ("all", r["split"])]
+        results = run_dataset(services.asker, services.store, rows, ["internal"])
+        return score(results, {r["id"]: r for r in rows}), results
+    finally:
+        services.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="all", choices=["dev", "test", "all"])
+    parser.add_argument("--show-wrong", action="store_true", help="print the dev rows gone wrong")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        report, results = run_register(Path(tmp), args.split)
+    print(json.dumps({"command": f"{COMMAND} --split {args.split}", **report}, indent=2))
+    if args.show_wrong:
+        rows = {r["id"]: r for r in map(json.loads, QUESTIONS.read_text().splitlines())}
+        for result in results:
+            row = rows[result["id"]]
+            if row["split"] == "dev" and not right(result, row):
+                what = result["refusal_reason"] or result["answer"]
+                print(f"{row['kind']:10} {row['question']}\n           -> {what}")
+
+
+if __name__ == "__main__":
+    main()
