@@ -24,16 +24,35 @@ Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
 
-class BodyLimit:
-    """ASGI middleware. A declared `Content-Length` over `max_bytes` is refused before any of
-    the body is read; a chunked body is counted as it arrives and refused once it passes the
-    cap. The body must arrive within `timeout_s` (after it, the connection is only watched
-    for a disconnect, which may take as long as a streamed answer does)."""
+# A refused body is read and dropped, up to this much and for at most this long, before the 413
+# goes out. A client that writes its whole body before it reads (Python's urllib, many other
+# languages' default clients) otherwise finds the socket closed with its bytes unread and gets
+# "connection reset by peer" instead of the 413 and its message: the server's "lingering
+# close". A body declared larger than this is refused at once (its client may see the reset).
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_S = 5.0
 
-    def __init__(self, app: Any, max_bytes: int, timeout_s: float) -> None:
+
+class BodyLimit:
+    """ASGI middleware. A declared `Content-Length` over `max_bytes` is refused without being
+    parsed; a chunked body is counted as it arrives and refused once it passes the cap; either
+    way the rest of it is drained (bounded) so that the client reads the 413. The body must
+    arrive within `timeout_s` (after it, the connection is only watched for a disconnect, which
+    may take as long as a streamed answer does)."""
+
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int,
+        timeout_s: float,
+        drain_bytes: int = DRAIN_BYTES,
+        drain_s: float = DRAIN_S,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.drain_bytes = drain_bytes
+        self.drain_s = drain_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,6 +60,8 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= self.drain_bytes:
+                await self._drain(receive)
             await _refuse(send, status.HTTP_413_CONTENT_TOO_LARGE, self._too_large())
             return
         received = 0
@@ -60,6 +81,9 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if message.get("more_body", False):
+                        await self._drain(receive, received)
+                    done = True
                     # An HTTPException: FastAPI passes it through its body parsing untouched.
                     raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self._too_large())
                 done = not message.get("more_body", False)
@@ -68,6 +92,23 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+    async def _drain(self, receive: Receive, drained: int = 0) -> None:
+        """Read and drop the rest of a refused body, until it ends, passes `drain_bytes` or
+        takes longer than `drain_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_s
+        while drained <= self.drain_bytes:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(receive(), left)
+            except TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            drained += len(message.get("body", b""))
 
     def _too_large(self) -> str:
         return f"request body over {self.max_bytes} bytes (RAG_MAX_BODY_BYTES)"

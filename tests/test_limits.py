@@ -110,11 +110,67 @@ def test_a_declared_oversized_body_is_refused_before_any_of_it_is_read():
 
 
 @pytest.mark.unit
-def test_a_chunked_body_is_refused_once_it_passes_the_cap():
+def test_a_declared_oversized_body_within_the_drain_bound_is_read_and_dropped_first():
+    app = _echo_app(max_bytes=1024)
+    status, body, asked = asyncio.run(_call(app, [(b"content-length", b"3072")], [b"{" * 1024] * 3))
+    # Every chunk was read (and dropped, never parsed) before the 413, so a client that
+    # writes its whole body before reading gets the answer instead of a reset connection.
+    assert (status, asked) == (413, 3)
+    assert "over 1024 bytes" in body
+
+
+@pytest.mark.unit
+def test_a_chunked_body_is_refused_once_it_passes_the_cap_and_its_rest_drained():
     app = _echo_app(max_bytes=1024)
     status, body, asked = asyncio.run(_call(app, [], [b"x" * 600] * 10))
     assert status == 413 and "RAG_MAX_BODY_BYTES" in body
-    assert asked == 2  # stopped at the chunk that crossed the cap, not at the end
+    assert asked == 10  # refused at the chunk that crossed the cap; the rest drained
+    # The drain is bounded in bytes: past the bound, the rest is left unread.
+    bounded = BodyLimit(_echo_app(max_bytes=10**9), max_bytes=1024, timeout_s=5, drain_bytes=2000)
+    status, _, asked = asyncio.run(_call(bounded, [], [b"x" * 600] * 10))
+    assert status == 413 and asked == 4  # 1,200 at the cap; 1,800 and 2,400 drained, then stop
+
+
+@pytest.mark.unit
+def test_the_drain_is_bounded_in_time():
+    slow = BodyLimit(_echo_app(max_bytes=10**9), max_bytes=1024, timeout_s=5, drain_s=0.05)
+    status, _, asked = asyncio.run(_call(slow, [], [b"x" * 600] * 10, delay=0.02))
+    assert status == 413 and asked < 10
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_client_that_writes_its_whole_body_first_reads_the_413(chunked):
+    """A raw socket that sends a 4 MB body before reading anything, as urllib does: without the
+    drain, the server closed with the body unread and the client got "connection reset"."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from conftest import serve_on_loopback
+
+    body = b'{"text": "' + b"x" * 4_000_000 + b'"}'
+    with serve_on_loopback(_echo_app(max_bytes=1024)) as base:
+        url = urlsplit(base)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as conn:
+            if chunked:
+                head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+                for start in range(0, len(body), 65536):
+                    piece = body[start : start + 65536]
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                conn.sendall(b"0\r\n\r\n")
+            else:
+                conn.sendall(
+                    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+                if b"RAG_MAX_BODY_BYTES" in reply:
+                    break
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"request body over 1024 bytes (RAG_MAX_BODY_BYTES)" in reply
 
 
 @pytest.mark.unit
