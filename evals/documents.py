@@ -65,9 +65,12 @@ def write_pptx(path: Path, rows: list[list[str]] = ROWS) -> None:
     deck.save(path)
 
 
-def write_pdf(path: Path, rows: list[list[str]] = ROWS, pages: int = 1) -> None:
+def write_pdf(
+    path: Path, rows: list[list[str]] = ROWS, pages: int = 1, repeat_header: bool = True
+) -> None:
     """The timetable as a ruled PDF table under its caption; with `pages` > 1 the table runs on
-    over several pages with its header repeated on each (as word processors print it)."""
+    over several pages, its header repeated on each (as word processors print it) or only on
+    the first."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
@@ -80,7 +83,8 @@ def write_pdf(path: Path, rows: list[list[str]] = ROWS, pages: int = 1) -> None:
         if start:
             story.append(PageBreak())
         story.append(Paragraph(CAPTION, styles["Heading2"]))
-        table = Table([HEADER, *rows[start : start + per_page]])
+        header = [HEADER] if repeat_header or not start else []
+        table = Table([*header, *rows[start : start + per_page]])
         table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
         story.append(table)
     SimpleDocTemplate(str(path), pagesize=A4).build(story)

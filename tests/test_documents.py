@@ -127,10 +127,11 @@ def test_docx_merged_header_cells_label_both_columns(tmp_path):
     ) in blocks(doc)
 
 
-def test_pdf_table_over_pages_keeps_its_header_on_each_page(tmp_path):
+@pytest.mark.parametrize("repeat_header", [True, False])
+def test_pdf_table_over_pages_keeps_its_header_on_each_page(tmp_path, repeat_header):
     path = tmp_path / "long.pdf"
     rows = [[f"{h:02d}:05", f"{h:02d}:14", f"{h:02d}:20", f"{h:02d}:32"] for h in range(6, 12)]
-    write_pdf(path, rows, pages=2)
+    write_pdf(path, rows, pages=2, repeat_header=repeat_header)
     doc = load_file(path, "long.pdf", LIMITS)
     read = [b for b in blocks(doc) if " — Station Road:" in b]
     assert len(read) == len(rows)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ingestion.loaders.common import MAX_EXPANSION, Block, LoadError, LoadLimits
 from ingestion.loaders.ocr import OcrPage, OcrReader
-from ingestion.loaders.tables import clean, grid_from_rows, row_blocks
+from ingestion.loaders.tables import clean, grid_from_rows, looks_like_data, row_blocks
 
 OCR_DPI = 300
 # A page is a scan when it has almost no text layer and an image covers most of it (a scanner's
@@ -163,24 +163,38 @@ def _page_blocks(
     items.sort(key=lambda item: item[0])
     blocks: list[Block] = []
     last_text = ""
-    for index, (_, kind, value) in enumerate(items):
+    previous = open_table  # only the page's first table may continue the last page's
+    for _, kind, value in items:
         if kind == "text":
             blocks.append(Block(value, heading))
             last_text = value
             continue
         rows = value.extract()
-        width = max((len(r) for r in rows), default=0)
         caption = last_text if 0 < len(last_text) <= CAPTION_MAX_CHARS else ""
-        if open_table and open_table.header and index == 0 and width == open_table.width:
-            caption = open_table.caption
-            repeated = [clean(c) for c in rows[0]] == [clean(c) for c in open_table.header[0]]
-            rows = open_table.header + rows[len(open_table.header) if repeated else 0 :]
+        run_on = _run_on(rows, previous)
+        if run_on is not None and previous is not None:
+            rows, caption = run_on, previous.caption
+        previous = None
         grid = grid_from_rows(rows, caption, fill_merged=True)
         blocks.extend(row_blocks(grid, heading))
-        open_table = _OpenTable(width, rows[: grid.header_rows()], caption)
-    if items and items[-1][1] == "text":
+        open_table = _OpenTable(grid.width, rows[: grid.header_rows()], caption)
+    if not items or items[-1][1] == "text":
         open_table = None
     return blocks, open_table
+
+
+def _run_on(rows: list[list[Any]], previous: _OpenTable | None) -> list[list[Any]] | None:
+    """The rows of a table that continues the previous page's (as many columns; its header
+    repeated, or no header and data in its first row), with that header; None when it is a
+    table of its own."""
+    if previous is None or not previous.header or not rows or len(rows[0]) != previous.width:
+        return None
+    first = [clean(c) for c in rows[0]]
+    if first == [clean(c) for c in previous.header[0]]:
+        return previous.header + rows[len(previous.header) :]
+    if looks_like_data(first):
+        return previous.header + rows
+    return None
 
 
 def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:

@@ -73,7 +73,7 @@ class Grid:
             above = self.spans[count - 1] if self.spans else []
             below = self.spans[count] if self.spans else []
             merged = ACROSS in above or DOWN in below
-            if not merged or _looks_like_data(self.rows[count]):
+            if not merged or looks_like_data(self.rows[count]):
                 break
             count += 1
         return count
@@ -85,7 +85,8 @@ class Grid:
         )
 
 
-def _looks_like_data(row: list[str]) -> bool:
+def looks_like_data(row: list[str]) -> bool:
+    """A row with a number, time, price or date in it is data, not a header."""
     return any(_NUMBER.match(c) for c in row if c)
 
 
@@ -150,7 +151,7 @@ def grid_from_rows(rows: list[list[Any]], caption: str = "", fill_merged: bool =
     width = max((len(r) for r in rows), default=0)
     texts = [[clean(c) for c in r] + [""] * (width - len(r)) for r in rows]
     spans = [[0] * width for _ in texts]
-    if fill_merged and len(texts) > 2 and not any(map(_looks_like_data, texts[:2])):
+    if fill_merged and len(texts) > 2 and not any(map(looks_like_data, texts[:2])):
         first = texts[0]
         for j in range(1, width):
             if not first[j] and first[j - 1] and texts[1][j]:
