@@ -598,7 +598,15 @@ def _print_hits(data: dict[str, Any], days: int) -> None:
             f"{g['cost']:.4f}",
         )
     out.print(generators)
+    latency = Table("stage", "p50 ms", "p95 ms", title="Latency per stage")
+    for stage, v in data["latency_ms"].items():
+        latency.add_row(stage, _ms(v["p50"]), _ms(v["p95"]))
+    out.print(latency)
     out.print(f"never retrieved: {data['never_retrieved']['count']} documents")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 @main.command()

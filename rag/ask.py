@@ -37,6 +37,7 @@ from rag.types import (
     GeneratorInfo,
     SearchHit,
     SearchResult,
+    Stage,
     age_days,
     utc_now,
 )
@@ -55,13 +56,14 @@ class _Clock:
         self.start = self.last = time.perf_counter()
         self.ms: dict[str, float] = {}
 
-    def lap(self, stage: str) -> None:
+    def lap(self, stage: Stage) -> None:
         now = time.perf_counter()
-        self.ms[stage] = round((now - self.last) * 1000, 3)
+        self.ms[stage.value] = round((now - self.last) * 1000, 3)
         self.last = now
 
     def total(self) -> dict[str, float]:
-        return {**self.ms, "total": round((time.perf_counter() - self.start) * 1000, 3)}
+        total = round((time.perf_counter() - self.start) * 1000, 3)
+        return {**self.ms, Stage.TOTAL.value: total}
 
 
 @dataclass
@@ -140,7 +142,7 @@ class AskPipeline:
         query = QueryTerms.of(question)
         if tiers:
             decision = self._decide(query, tiers, top_k, clock, on_sentence)
-            clock.lap("answer")  # the gate, and the answer when there is one
+            clock.lap(Stage.ANSWER)  # the gate, and the answer when there is one
         else:
             decision = _Decision(reason="no_permitted_tiers")
         latency = clock.total()
@@ -160,11 +162,11 @@ class AskPipeline:
         (calib: 97 % of answered HaluEval questions stop after one pair; the answerer quotes
         only judged chunks, and reference containment stayed at 0.890)."""
         vectors = self.retriever.encode(query.text)
-        clock.lap("embed")
+        clock.lap(Stage.EMBED)
         found = self.retriever.retrieve(query.text, tiers, self.candidates, vectors)
-        clock.lap("retrieve")
+        clock.lap(Stage.RETRIEVE)
         ranked = self.reranker.rerank(query, list(found))
-        clock.lap("rerank")
+        clock.lap(Stage.RERANK)
         if self.judge is not None and ranked:
             head = ranked[: self.judge_depth]
             stop_above = None
@@ -174,7 +176,7 @@ class AskPipeline:
             if self.judge_rerank:
                 # Stable: ties keep the reranker's order.
                 ranked = sorted(head, key=lambda c: -(c.judge or 0.0)) + ranked[len(head) :]
-            clock.lap("judge")
+            clock.lap(Stage.JUDGE)
         return found, ranked
 
     def _decide(

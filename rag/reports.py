@@ -26,7 +26,7 @@ from rag.db import as_utc, query_log
 from rag.jobs import JobLog
 from rag.schedules import is_overdue, next_run
 from rag.store import ChunkFilter, VectorStore
-from rag.types import iso
+from rag.types import Stage, iso
 
 AGE_BUCKETS = (
     ("< 1 day", timedelta(days=1)),
@@ -36,7 +36,7 @@ AGE_BUCKETS = (
     ("90-365 days", timedelta(days=365)),
     ("> 1 year", timedelta.max),
 )
-STAGES = ("embed", "retrieve", "rerank", "answer", "total")
+STAGES = tuple(Stage)
 
 
 def _iso(ts: datetime | None) -> str | None:

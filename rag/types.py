@@ -6,9 +6,23 @@ import hashlib
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+
+class Stage(StrEnum):
+    """The stages an ask's latency is reported by: the pipeline laps them, the query log keeps
+    them, the hits report, the dashboard and /metrics show them."""
+
+    EMBED = "embed"
+    RETRIEVE = "retrieve"
+    RERANK = "rerank"
+    JUDGE = "judge"  # the answerability judge: about half of an ask's CPU
+    ANSWER = "answer"  # the gate and the answer (generation and verification when on)
+    TOTAL = "total"
+
 
 # Namespace for chunk ids: uuid5(namespace, source|doc_id|index|hash) is stable across runs.
 CHUNK_NAMESPACE = uuid.UUID("5b0c7a52-2f5e-4d55-9a6b-2b8c1f3e7a10")

@@ -132,7 +132,17 @@ def test_query_log_records_the_trace(client):
     trace = client.app.state.services.query_log.get(body["trace_id"])  # type: ignore[attr-defined]
     assert trace.outcome == "answered" and trace.question == "How long must passwords be?"
     assert {c["chunk_id"] for c in trace.cited} == {c["chunk_id"] for c in body["citations"]}
-    assert set(trace.latency_ms) >= {"embed", "retrieve", "rerank", "answer", "total"}
+    assert set(trace.latency_ms) == {"embed", "retrieve", "rerank", "judge", "answer", "total"}
+
+
+def test_the_hits_report_shows_every_stage_with_the_judge(client):
+    client.post("/ask", json={"question": "How many weeks of parental leave do parents get?"})
+    hits = client.get("/reports/hits").json()
+    assert list(hits["latency_ms"]) == ["embed", "retrieve", "rerank", "judge", "answer", "total"]
+    judge = hits["latency_ms"]["judge"]
+    assert 0 < judge["p50"] <= judge["p95"] <= hits["latency_ms"]["total"]["p95"]
+    page = client.get("/dashboard").text
+    assert 'data-figure="p95:judge"' in page and 'data-figure="p50:judge"' in page
 
 
 ASK_KEYS = {

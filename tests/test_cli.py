@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -202,6 +203,13 @@ def test_ask_json_and_human(ingested):
     assert "Refused (not_covered)" in refused.stdout
     bad = run(["ask", "x?", "--tier", "secret"], ingested)
     assert bad.returncode == 2 and "unknown tier(s) secret" in bad.stderr
+    # The hits view reads those asks: the refusal by its reason, and every stage's latency,
+    # the judge's included.
+    hits = run(["report", "hits"], ingested, COLUMNS="200")
+    assert hits.returncode == 0, hits.stderr
+    assert "not_covered 1" in hits.stdout
+    judge_row = next(line for line in hits.stdout.splitlines() if "│ judge" in line)
+    assert re.search(r"\d+\.\d .*\d+\.\d", judge_row), judge_row
 
 
 def test_keys_create_shows_key_once_and_validates(tmp_path):
