@@ -373,7 +373,101 @@ def keys_create(tiers: str, name: str, as_json: bool) -> None:
     _emit(as_json, data, f"key for {name} ({', '.join(chosen)}), shown once:\n{created.key}")
 
 
-@main.command("eval")
+class _DatasetGroup(click.Group):
+    """`ragops eval DATASET ...` runs a dataset (the `run` command, named or not);
+    `ragops eval export ...` writes one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group("eval", cls=_DatasetGroup)
+def eval_group() -> None:
+    """Evaluate the service on a dataset (`ragops eval DATASET`), or write one from ratings
+    (`ragops eval export --from-feedback OUT.jsonl`)."""
+
+
+@eval_group.command("export")
+@click.argument("out_path", metavar="OUT.jsonl", type=click.Path(path_type=Path))
+@click.option(
+    "--from-feedback",
+    "from_feedback",
+    is_flag=True,
+    required=True,
+    help="Rated asks (`ragops feedback`, `POST /feedback`) as dataset rows.",
+)
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650))
+@click.option(
+    "--include-comments", is_flag=True, help="Keep the raters' comments (they may hold PII)."
+)
+@click.option("--json", "as_json", is_flag=True)
+def eval_export(
+    out_path: Path, from_feedback: bool, days: int, include_comments: bool, as_json: bool
+) -> None:
+    """Write rated asks of the last DAYS as an eval dataset that `ragops eval` runs."""
+    from datetime import timedelta
+
+    from rag.feedback import dataset_row
+    from rag.types import utc_now
+
+    services = _services()
+    try:
+        rated = list(services.feedback.rated(utc_now() - timedelta(days=days)))
+    finally:
+        services.close()
+    rows: dict[str, dict[str, Any]] = {}
+    skipped = 0
+    for r in rated:  # oldest first: an ask rated twice keeps its latest rating
+        row = dataset_row(r, include_comments)
+        if row is None:
+            skipped += 1
+        else:
+            rows[row["id"]] = row
+    out_path.write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    data = {"path": str(out_path), "rows": len(rows), "skipped": skipped, "ratings": len(rated)}
+    _emit(
+        as_json,
+        data,
+        f"{len(rows)} rows written to {out_path} from {len(rated)} ratings"
+        + (
+            f" ({skipped} skipped: 'wrong' or 'should_answer' without --correct-doc-id)"
+            if skipped
+            else ""
+        ),
+    )
+
+
+@main.command()
+@click.argument("trace_id")
+@click.option(
+    "--rating",
+    required=True,
+    type=click.Choice(["good", "wrong", "should_refuse", "should_answer"]),
+)
+@click.option("--comment", help="What was wrong, in the rater's words.")
+@click.option("--correct-doc-id", help="The document that holds the right answer.")
+@click.option("--json", "as_json", is_flag=True)
+def feedback(
+    trace_id: str, rating: str, comment: str | None, correct_doc_id: str | None, as_json: bool
+) -> None:
+    """Rate an answer by the trace id its response carried."""
+    from rag.feedback import FeedbackError, Rating
+
+    services = _services()
+    try:
+        stored = services.feedback.rate(
+            Rating(trace_id, rating, comment, correct_doc_id, key_name="cli"), None
+        )
+    except FeedbackError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        services.close()
+    _emit(as_json, stored.to_dict(), f"rated {trace_id}: {rating}")
+
+
+@eval_group.command("run")
 @click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_path", type=click.Path(path_type=Path), help="RESULTS.jsonl")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="REPORT.json")

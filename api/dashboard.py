@@ -39,6 +39,29 @@ def _num(value: Any, figure: str | None = None, pct: bool = False) -> str:
     return f"<span{attr}>{escape(text)}</span>"
 
 
+def _ratings(ratings: dict[str, Any]) -> str:
+    """Operators' ratings: counts, the worst-rated questions, and refusals rated
+    "should_answer" (gaps the documents do cover)."""
+    counts = " · ".join(
+        f"{escape(k)} {_num(v, 'rating:' + k)}" for k, v in ratings["by_rating"].items()
+    )
+    worst = "".join(
+        f"<tr><td>{escape(q['question'])}</td><td class=n>{q['bad_ratings']}</td></tr>"
+        for q in ratings["worst_questions"]
+    )
+    missed = "".join(
+        f"<tr><td>{escape(m['question'])}</td><td>{escape(m['refusal_reason'] or '')}</td>"
+        f"<td>{escape(m['correct_doc_id'] or '–')}</td></tr>"
+        for m in ratings["should_answer"]
+    )
+    return (
+        f'<section><h2>Ratings ({_num(ratings["total"], "ratings")})</h2><p>{counts}</p>'
+        "<table><tr><th>worst-rated question</th><th>bad ratings</th></tr>"
+        f"{worst}</table><h2>Refused, rated should answer</h2><table><tr><th>question</th>"
+        f"<th>reason</th><th>right document</th></tr>{missed}</table></section>"
+    )
+
+
 def _bars(
     items: list[tuple[str, float]], width: int = 420, color: str = "#3b6fd8", fmt: str = "{:g}"
 ) -> str:
@@ -228,6 +251,7 @@ def render_dashboard(freshness: dict[str, Any], hits: dict[str, Any], days: int)
 <th>citations</th></tr>{cited}</table></section>
 <section><h2>Knowledge gaps (most refused questions)</h2><table><tr><th>question</th>
 <th>asked</th><th>reason</th></tr>{gaps}</table></section>
+{_ratings(hits["ratings"])}
 <section class="wide"><h2>Answer generators (cost {hits["cost_total"]:.4f})</h2><table>
 <tr><th>kind</th><th>provider</th><th>prompt version</th><th>asks</th><th>fallbacks</th>
 <th>tokens in/out</th><th>cost</th></tr>{generators}</table></section>

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.limits import BodyLimit, RateLimiter
-from api.routes import ask, health, jobs, reports, sources
+from api.routes import ask, feedback, health, jobs, reports, sources
 from ingestion.host import IngestionHost
 from rag.pipeline import Services
 from rag.settings import Settings
@@ -79,4 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sources.router)
     app.include_router(jobs.router)
     app.include_router(reports.router)
+    app.include_router(feedback.router)
     return app

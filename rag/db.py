@@ -143,6 +143,20 @@ query_log = Table(
 )
 
 
+# Added in migration 5: operators' ratings of answers (`POST /feedback`, `ragops feedback`).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trace_id", String(36), nullable=False, index=True),
+    Column("rating", String(16), nullable=False),
+    Column("comment", Text),
+    Column("correct_doc_id", String(1000)),
+    Column("key_name", String(200)),
+    Column("rated_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+
 def _v1_initial(conn: Connection) -> None:
     for table in (jobs, job_files, documents, bm25_stats, sources):
         table.create(conn, checkfirst=True)
@@ -169,11 +183,16 @@ def _v4_query_generator(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE query_log ADD COLUMN generator JSON"))
 
 
+def _v5_feedback(conn: Connection) -> None:
+    feedback.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial,
     _v2_keys_and_query_log,
     _v3_job_claims,
     _v4_query_generator,
+    _v5_feedback,
 ]
 
 

@@ -21,6 +21,7 @@ from rag.confidence import ConfidenceModel
 from rag.db import connect
 from rag.durations import parse_duration
 from rag.embedding import SentenceTransformerEmbedder, shared_embedder
+from rag.feedback import FeedbackLog
 from rag.jobs import JobLog
 from rag.judge import AnswerabilityJudge, shared_judge
 from rag.querylog import QueryLog
@@ -87,6 +88,10 @@ class Services:
     @cached_property
     def query_log(self) -> QueryLog:
         return QueryLog(self.engine)
+
+    @cached_property
+    def feedback(self) -> FeedbackLog:
+        return FeedbackLog(self.engine)
 
     @cached_property
     def retriever(self) -> HybridRetriever:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 
 from rag.catalog import Catalog, SourceState
 from rag.db import as_utc, query_log
+from rag.feedback import RATINGS, FeedbackLog, RatedAsk
 from rag.jobs import JobLog
 from rag.schedules import is_overdue, next_run
 from rag.store import ChunkFilter, VectorStore
@@ -164,6 +165,62 @@ def _flagged(store: VectorStore, tier: str, source: str) -> dict[str, Any]:
         if len(shown) == FLAGGED_SHOWN:
             break
     return {"chunks_flagged": store.count(tier, where), "flagged": shown}
+
+
+# Ratings that say the service got an ask wrong.
+BAD_RATINGS = ("wrong", "should_refuse", "should_answer")
+RATED_SHOWN = 10
+
+
+def ratings_report(rated: list[RatedAsk]) -> dict[str, Any]:
+    """Operators' ratings: counts per rating, per tier searched and per source cited; the
+    worst-rated questions and documents; and refusals rated "should_answer", which sit beside
+    the knowledge gaps (a gap the documents do cover)."""
+    per_tier: dict[str, Counter[str]] = defaultdict(Counter)
+    per_source: dict[str, Counter[str]] = defaultdict(Counter)
+    bad_questions: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    bad_docs: Counter[tuple[str, str]] = Counter()
+    for r in rated:
+        kind, ask = r.rating.rating, r.ask
+        for tier in ask["queried_tiers"]:
+            per_tier[tier][kind] += 1
+        for source in {c["source"] for c in ask["cited"]}:
+            per_source[source][kind] += 1
+        if kind in BAD_RATINGS:
+            norm = _normalise_question(ask["question"])
+            bad_questions[norm] += 1
+            example[norm] = ask["question"]
+            for key in {(c["source"], c["doc_id"]) for c in ask["cited"]}:
+                bad_docs[key] += 1
+
+    def counts(c: Counter[str]) -> dict[str, int]:
+        return {kind: c[kind] for kind in RATINGS}
+
+    return {
+        "total": len(rated),
+        "by_rating": counts(Counter(r.rating.rating for r in rated)),
+        "per_tier": [{"tier": t, **counts(c)} for t, c in sorted(per_tier.items())],
+        "per_source": [{"source": s, **counts(c)} for s, c in sorted(per_source.items())],
+        "worst_questions": [
+            {"question": example[q], "bad_ratings": n}
+            for q, n in bad_questions.most_common(RATED_SHOWN)
+        ],
+        "worst_documents": [
+            {"source": s, "doc_id": d, "bad_ratings": n}
+            for (s, d), n in bad_docs.most_common(RATED_SHOWN)
+        ],
+        "should_answer": [
+            {
+                "question": r.ask["question"],
+                "refusal_reason": r.ask["refusal_reason"],
+                "correct_doc_id": r.rating.correct_doc_id,
+                "trace_id": r.rating.trace_id,
+            }
+            for r in rated
+            if r.rating.rating == "should_answer" and r.ask["outcome"] == "refused"
+        ][-RATED_SHOWN:],
+    }
 
 
 # Flagged chunks read to find the distinct pages among them (a page is a few chunks).
@@ -325,6 +382,9 @@ def hits_report(
             {"question": gap_example[q][0], "asked": n, "refusal_reason": gap_example[q][1]}
             for q, n in gaps.most_common(10)
         ],
+        "ratings": ratings_report(
+            [r for r in FeedbackLog(engine).rated(since, tiers) if r.rating.rated_at < until]
+        ),
         # Which answerer, provider and prompt version answered, what it cost, and how often the
         # generator fell back to the extractive answer (a changed prompt is a new row).
         "generators": sorted(generators.values(), key=lambda g: -g["asks"]),
