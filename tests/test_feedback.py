@@ -152,14 +152,44 @@ def test_a_rating_that_does_not_say_the_right_behaviour_is_not_a_row():
     assert dataset_row(fixed)["relevant_doc_ids"] == ["b.md"]  # type: ignore[index]
 
 
-def test_the_log_refuses_unknown_ratings_and_overlong_comments(tmp_path):
-    from rag.db import connect
+def test_the_log_stores_ratings_of_readable_asks_on_every_database(db_url):
+    from datetime import timedelta
 
-    log = FeedbackLog(connect(f"sqlite:///{tmp_path / 'ops.sqlite3'}"))
-    with pytest.raises(FeedbackError, match="unknown rating"):
-        log.rate(Rating("t", "meh"), None)
-    with pytest.raises(FeedbackError, match="comment over"):
-        log.rate(Rating("t", "good", comment="x" * 5000), None)
-    with pytest.raises(FeedbackError, match="no ask") as missing:
-        log.rate(Rating("t", "good"), None)
-    assert missing.value.status == 404
+    from rag.db import connect
+    from rag.querylog import QueryLog, Trace
+    from rag.types import utc_now
+
+    engine = connect(db_url)
+    try:
+        QueryLog(engine).record(
+            Trace(
+                "t-1",
+                utc_now(),
+                "q?",
+                "w",
+                ["verified", "internal"],
+                ["verified"],
+                "refused",
+                "low_confidence",
+                0.1,
+            )
+        )
+        log = FeedbackLog(engine)
+        with pytest.raises(FeedbackError, match="unknown rating"):
+            log.rate(Rating("t-1", "meh"), None)
+        with pytest.raises(FeedbackError, match="comment over"):
+            log.rate(Rating("t-1", "good", comment="x" * 5000), None)
+        with pytest.raises(FeedbackError, match="no ask") as missing:
+            log.rate(Rating("nope", "good"), None)
+        assert missing.value.status == 404
+        with pytest.raises(FeedbackError) as wider:
+            log.rate(Rating("t-1", "good"), ["verified"])
+        assert wider.value.status == 403
+        log.rate(Rating("t-1", "should_answer", "the leave policy", "leave.pdf"), None)
+        since = utc_now() - timedelta(minutes=1)
+        (got,) = list(log.rated(since))
+        assert (got.rating.rating, got.rating.correct_doc_id) == ("should_answer", "leave.pdf")
+        assert got.ask["question"] == "q?" and got.ask["outcome"] == "refused"
+        assert list(log.rated(since, ["verified"])) == []
+    finally:
+        engine.dispose()
