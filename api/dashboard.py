@@ -55,7 +55,7 @@ def _ratings(ratings: dict[str, Any]) -> str:
         for m in ratings["should_answer"]
     )
     return (
-        f'<section><h2>Ratings ({_num(ratings["total"], "ratings")})</h2><p>{counts}</p>'
+        f"<section><h2>Ratings ({_num(ratings['total'], 'ratings')})</h2><p>{counts}</p>"
         "<table><tr><th>worst-rated question</th><th>bad ratings</th></tr>"
         f"{worst}</table><h2>Refused, rated should answer</h2><table><tr><th>question</th>"
         f"<th>reason</th><th>right document</th></tr>{missed}</table></section>"

@@ -85,9 +85,7 @@ class FeedbackLog:
         with self.engine.begin() as conn:
             ask = (
                 conn.execute(
-                    select(query_log.c.allowed_tiers).where(
-                        query_log.c.trace_id == rating.trace_id
-                    )
+                    select(query_log.c.allowed_tiers).where(query_log.c.trace_id == rating.trace_id)
                 )
                 .mappings()
                 .first()
