@@ -671,6 +671,11 @@ def _print_hits(data: dict[str, Any], days: int) -> None:
     for g in data["knowledge_gaps"]:
         gaps.add_row(g["question"], str(g["asked"]), g["refusal_reason"] or "")
     out.print(gaps)
+    ratings = data["ratings"]
+    if ratings["total"]:
+        out.print("ratings: " + ", ".join(f"{k} {v}" for k, v in ratings["by_rating"].items()))
+        for m in ratings["should_answer"]:
+            out.print(f"[yellow]refused, rated should answer[/yellow] {m['question']}")
     generators = Table(
         "kind",
         "provider",

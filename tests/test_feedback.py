@@ -110,6 +110,9 @@ def test_ratings_follow_the_tier_rule_reach_the_report_and_round_trip_to_eval(wo
     cli = ragops(["feedback", alpha["trace_id"], "--rating", "good", "--json"], settings.data_dir)
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["key_name"] == "cli"
+    hits = ragops(["report", "hits"], settings.data_dir)
+    assert "ratings: good 2, wrong 0, should_refuse 1, should_answer 1" in hits.stdout
+    assert "refused, rated should answer Who won the 1998 World Cup?" in hits.stdout
     out = tmp_path / "rated.jsonl"
     exported = ragops(["eval", "export", "--from-feedback", str(out), "--json"], settings.data_dir)
     assert exported.returncode == 0, exported.stderr
