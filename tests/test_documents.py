@@ -143,6 +143,18 @@ def test_pdf_table_over_pages_keeps_its_header_on_each_page(tmp_path, repeat_hea
     assert pages == {("page 1",), ("page 2",)}
 
 
+def test_a_table_of_forged_spans_is_refused_before_it_is_spread(tmp_path):
+    import resource
+
+    path = tmp_path / "spans.html"
+    row = "<tr>" + '<td colspan="1000" rowspan="1000">x</td>' * 50 + "</tr>"
+    path.write_text(f"<html><body><table>{row * 200}</table></body></html>")  # ~0.5 MB
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(LoadError, match="more than 200000 cells"):
+        load_file(path, "spans.html", LIMITS)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 200_000  # kB
+
+
 def test_layout_tables_are_read_as_paragraphs(tmp_path):
     path = tmp_path / "layout.html"
     long = "The office is open to visitors from nine to five on every working day of the week. " * 3

@@ -18,13 +18,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingestion.loaders.common import Block
+from ingestion.loaders.common import Block, LoadError
 
 # Rows of a header: more than this many is a table of labels, not a header.
 MAX_HEADER_ROWS = 3
 # A table whose cells average more than this many characters is page layout, not data: its
 # cells are read as paragraphs.
 LAYOUT_CELL_CHARS = 200
+# Positions one table may cover once merged cells are spread: a forged colspan/rowspan turns a
+# few kilobytes of markup into millions of positions.
+MAX_TABLE_CELLS = 200_000
 # Grid.spans codes: a position covered by a merged cell's colspan, or by its rowspan.
 ACROSS, DOWN = 1, 2
 _SPACE = re.compile(r"\s+")
@@ -175,6 +178,11 @@ def grid_from_html(table: Any) -> Grid:
             text = clean(cell.text_content())
             rowspan = _span(cell.get("rowspan"))
             colspan = _span(cell.get("colspan"))
+            if len(placed) + rowspan * colspan > MAX_TABLE_CELLS:
+                raise LoadError(
+                    f"a table spreads over more than {MAX_TABLE_CELLS} cells (merged cells "
+                    "included): refused as a possible decompression bomb"
+                )
             for di in range(rowspan):
                 for dj in range(colspan):
                     if i + di < len(rows):
