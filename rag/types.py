@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -78,8 +79,10 @@ class LoadedDocument:
         return content_hash(self.text)
 
     def section_at(self, offset: int) -> SectionSpan | None:
-        """The section holding character `offset` (chunks never cross a section's edges)."""
-        return next((s for s in self.sections if s.start <= offset < s.end), None)
+        """The section holding character `offset` (chunks never cross a section's edges;
+        sections are in text order, so this is a bisection)."""
+        i = bisect_right(self.sections, offset, key=lambda s: s.start) - 1
+        return self.sections[i] if i >= 0 and offset < self.sections[i].end else None
 
 
 @dataclass

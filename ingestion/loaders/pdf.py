@@ -171,9 +171,7 @@ def _page_blocks(
             continue
         rows = value.extract()
         caption = last_text if 0 < len(last_text) <= CAPTION_MAX_CHARS else ""
-        run_on = _run_on(rows, previous)
-        if run_on is not None and previous is not None:
-            rows, caption = run_on, previous.caption
+        rows, caption = _run_on(rows, previous) or (rows, caption)
         previous = None
         grid = grid_from_rows(rows, caption, fill_merged=True)
         blocks.extend(row_blocks(grid, heading))
@@ -183,17 +181,19 @@ def _page_blocks(
     return blocks, open_table
 
 
-def _run_on(rows: list[list[Any]], previous: _OpenTable | None) -> list[list[Any]] | None:
-    """The rows of a table that continues the previous page's (as many columns; its header
-    repeated, or no header and data in its first row), with that header; None when it is a
-    table of its own."""
+def _run_on(
+    rows: list[list[Any]], previous: _OpenTable | None
+) -> tuple[list[list[Any]], str] | None:
+    """The rows and caption of a table that continues the previous page's (as many columns;
+    its header repeated, or no header and data in its first row), with that header; None when
+    it is a table of its own."""
     if previous is None or not previous.header or not rows or len(rows[0]) != previous.width:
         return None
     first = [clean(c) for c in rows[0]]
     if first == [clean(c) for c in previous.header[0]]:
-        return previous.header + rows[len(previous.header) :]
+        return previous.header + rows[len(previous.header) :], previous.caption
     if looks_like_data(first):
-        return previous.header + rows
+        return previous.header + rows, previous.caption
     return None
 
 
