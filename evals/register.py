@@ -2,7 +2,7 @@
 timetable with fares, an IT FAQ; a travel handbook, an HTML gym timetable, a billing FAQ) and
 84 questions about them, written by hand for this set and never trained or tuned on.
 
-    python -m evals.register [--split dev|test|all] [--show-wrong]
+    python -m evals.register [--split dev|test|all] [--show-wrong] [--out RESULTS.jsonl]
 
 Kinds of question: `direct` (wording close to the answering sentence), `paraphrase`,
 `near_miss` (another group, place, plan or condition than the document covers; "that are not
@@ -10,7 +10,8 @@ Kinds of question: `direct` (wording close to the answering sentence), `paraphra
 it is answered citing its document and the answer holds the reference (the answering sentence
 was quoted, not a heading); a near miss or never-mentioned question is right when it is refused
 for lack of evidence. `dev` documents (evals/datasets/register/dev) are for looking at what went
-wrong (`--show-wrong` prints only dev rows); `test` documents are for the figures.
+wrong (`--show-wrong` prints only dev rows) and for the gate's calibration (`--split dev --out`
+writes the results `evals.calibrate --run` reads); `test` documents are for the figures.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from evals.corpora import write_jsonl
 from evals.metrics import EVIDENCE_REFUSALS, contains_reference
 
 DATASETS = Path(__file__).with_name("datasets")
@@ -93,10 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="all", choices=["dev", "test", "all"])
     parser.add_argument("--show-wrong", action="store_true", help="print the dev rows gone wrong")
+    parser.add_argument("--out", type=Path, help="write the results here (JSONL)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         report, results = run_register(Path(tmp), args.split)
     print(json.dumps({"command": f"{COMMAND} --split {args.split}", **report}, indent=2))
+    if args.out:
+        write_jsonl(results, args.out)
     if args.show_wrong:
         rows = {r["id"]: r for r in map(json.loads, QUESTIONS.read_text().splitlines())}
         for result in results:

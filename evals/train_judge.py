@@ -76,6 +76,10 @@ class Recipe:
     # Leave out the questions whose positives share no term with them (`off_topic_questions`).
     # Off: one draw with them left out was worse on calib (gate worst group 0.724 vs 0.750).
     drop_off_topic: bool = False
+    # Each pair of the product-register reading set (`evals.reading_data`: policies, FAQs,
+    # timetables) is learnt this many times (0: not at all): 64 answerable questions beside
+    # HaluEval's 2,231 would otherwise barely move the judge.
+    reading_copies: int = 3
 
 
 RECIPE = Recipe()
@@ -128,6 +132,9 @@ def training_rows(
             elif taken[(p["qid"], p["kind"])] >= quota[p["kind"]]:
                 continue
             taken[(p["qid"], p["kind"])] += 1
+        elif p["set"] == "reading":
+            kept.extend([p] * recipe.reading_copies)
+            continue
         elif (category := p["kind"].partition("_")[0]) in FITZ_TRAINING_ONLY and (
             category not in recipe.fitz_training_only
         ):
@@ -167,7 +174,7 @@ def validation_figures(pairs: list[dict[str, Any]], probs: np.ndarray) -> dict[s
         k: round(float(((probs[ix] >= 0.5) == (labels[ix] == 1)).mean()), 4)
         for k, ix in sorted(by.items())
     }
-    for name in ("halueval", "fitzgov"):
+    for name in ("halueval", "fitzgov", "reading"):
         ix = [i for i, p in enumerate(pairs) if p["set"] == name]
         if ix:
             figures[f"auc {name}"] = round(auc(labels[ix], probs[ix]), 4)
@@ -604,6 +611,8 @@ def describe(recipe: Recipe) -> str:
             f"the embeddings and the first {recipe.frozen} BERT layers keep the base weights",
         ),
     ]
+    if recipe.reading_copies:
+        clauses.append(f"every reading-set train pair is learnt {recipe.reading_copies} times")
     if recipe.drop_off_topic:
         clauses.append(
             "questions whose positive passages share no content term with them are left out "
@@ -643,7 +652,13 @@ the extractive answerer (`rag/judge.py`); its order can replace the reranker's
   below). Positives: HaluEval's knowledge passages, fitz-gov relevant documents. Negatives:
   our hybrid retriever's top chunks from other documents, fitz-gov abstention cases against
   their decoys and retrieved chunks, and generated near misses (answer sentences removed; a
-  name or number of the question replaced in the passage). Recipe (`evals.train_judge.RECIPE`,
+  name or number of the question replaced in the passage). Beside them the reading set
+  (`python -m evals.reading_data`): nine documents in the product's register (policies, a
+  handbook, FAQs, a timetable and price tables) written for training, with 130 questions, split
+  by document (`clinic-hours.md`, `car-park-notice.md`: val); positives are the chunk holding
+  the answer, negatives that chunk with the answering sentence taken out, the other chunks
+  retrieved, the question with a qualifier swapped for one the document never mentions, and
+  the questions the documents do not answer. Recipe (`evals.train_judge.RECIPE`,
   chosen on the calib split with `python -m evals.judge_sweep`): {recipe}. Training pairs by
   set and kind:
 
@@ -671,6 +686,7 @@ the extractive answerer (`rag/judge.py`); its order can replace the reranker's
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=Path("evals/out/judge/pairs.jsonl"))
+    parser.add_argument("--reading", type=Path, default=Path("evals/out/reading/pairs.jsonl"))
     parser.add_argument("--out", type=Path, default=DEFAULT_JUDGE_DIR)
     parser.add_argument("--recipe", default="shipped", help="a name in evals.judge_sweep.RECIPES")
     parser.add_argument("--epochs", type=float, help="override the recipe's")
@@ -681,7 +697,11 @@ def main() -> None:
         from evals.judge_data import build
 
         build(args.pairs.parent, base_tokenizer_file())
-    pairs = read_pairs(args.pairs)
+    if not args.reading.exists():
+        from evals.reading_data import build as build_reading
+
+        build_reading(args.reading.parent)
+    pairs = read_pairs(args.pairs) + read_pairs(args.reading)
     from evals.judge_sweep import RECIPES
 
     recipe = RECIPES[args.recipe]

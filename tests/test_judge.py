@@ -150,9 +150,12 @@ def test_training_command_rebuilds_a_loadable_judge(tmp_path: Path):
         rows.append({**base, "passage": f"Item {i} is blue.", "label": 1, "kind": "positive"})
         rows.append({**base, "passage": f"Item {i + 50} is red.", "label": 0, "kind": "abstention"})
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reading = tmp_path / "reading.jsonl"
+    reading.write_text("")
     out = tmp_path / "judge"
+    command = ["--pairs", str(pairs), "--reading", str(reading), "--out", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "evals.train_judge", "--pairs", str(pairs), "--out", str(out)],
+        [sys.executable, "-m", "evals.train_judge", *command],
         capture_output=True,
         text=True,
         timeout=600,
@@ -399,6 +402,9 @@ def test_training_recipes_choose_pairs_as_they_say():
         _pair("d1", "fitzgov", "dispute", 1),
         _pair("d1", "fitzgov", "dispute_retrieved", 0),
         _pair("g1", "fitzgov", "grounding", 0),
+        _pair("r1", "reading", "positive", 1),
+        _pair("r1", "reading", "qualifier_swap", 0),
+        _pair("r2", "reading", "positive", 1, split="val"),
     ]
 
     def kinds(recipe):
@@ -413,6 +419,10 @@ def test_training_recipes_choose_pairs_as_they_say():
     assert shipped.count("halueval near_miss_swap") == 2
     assert shipped.count("halueval near_miss_drop") == 2
     assert shipped.count("fitzgov positive") == 2 and shipped.count("fitzgov abstention") == 1
+    # every reading-set train pair, `reading_copies` times
+    assert shipped.count("reading positive") == RECIPE.reading_copies
+    assert shipped.count("reading qualifier_swap") == RECIPE.reading_copies
+    assert "reading" not in " ".join(kinds(replace(RECIPE, reading_copies=0)))
     # the training-only categories' pairs when asked for, once each (only `positive` is copied)
     extra = kinds(replace(RECIPE, fitz_training_only=("dispute", "grounding", "relevance")))
     assert [k for k in extra if k not in shipped] == [
