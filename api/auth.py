@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from api.deps import ServicesDep
 from api.limits import RateLimiter
-from rag.auth import Principal
+from rag.ops.auth import Principal
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 

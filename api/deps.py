@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rag.pipeline import Services
+from service.container import Services
 
 
 def get_services(request: Request) -> Services:

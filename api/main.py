@@ -12,16 +12,16 @@ from fastapi.responses import JSONResponse
 
 from api.limits import BodyLimit, RateLimiter
 from api.routes import ask, feedback, health, jobs, reports, sources
-from ingestion.host import IngestionHost
-from rag.pipeline import Services
+from rag.retrieval.store import StoreError
 from rag.settings import Settings
-from rag.store import StoreError
+from service.container import Services, configure
+from service.host import IngestionHost
 
 log = logging.getLogger("ragops.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or configure()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,7 +1,7 @@
 """Fit the confidence model on several eval runs at once (development `calib` split only).
 
     python -m evals.calibrate --run RESULTS.jsonl DATASET.jsonl [--run ...] \
-        [--features judge_max judge_second ...] [--cv] --out rag/calibration.json
+        [--features judge_max judge_second ...] [--cv] --out rag/answering/calibration.json
 
 One logistic model over the evidence features of every row (default: all of them); the
 threshold maximises the worst of: each set's answer rate on answerable questions and each
@@ -19,7 +19,7 @@ from typing import Any
 
 from evals.metrics import group_rates
 from evals.runner import read_dataset
-from rag.confidence import FEATURES, ConfidenceModel, Evidence
+from rag.answering.confidence import FEATURES, ConfidenceModel, Evidence
 
 Run = tuple[str, list[dict[str, Any]], dict[str, dict[str, Any]]]
 _Row = tuple[list[float], int, tuple[str, int]]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from rag.store import VectorStore
+    from rag.retrieval.store import VectorStore
     from rag.types import ChunkPayload, ChunkPoint, SparseVector
 
 

@@ -46,7 +46,7 @@ def write_docx(path: Path, rows: list[list[str]] = ROWS) -> None:
     for i, row in enumerate([HEADER, *rows]):
         for j, value in enumerate(row):
             table.cell(i, j).text = value
-    doc.save(path)
+    doc.save(str(path))
 
 
 def write_pptx(path: Path, rows: list[list[str]] = ROWS) -> None:
@@ -62,7 +62,7 @@ def write_pptx(path: Path, rows: list[list[str]] = ROWS) -> None:
     for i, row in enumerate([HEADER, *rows]):
         for j, value in enumerate(row):
             shape.table.cell(i, j).text = value
-    deck.save(path)
+    deck.save(str(path))
 
 
 def write_pdf(
@@ -103,7 +103,7 @@ def write_xlsx(path: Path, rows: list[list[str]] = ROWS, hidden_sheet: bool = Fa
     sheet.append(HEADER)
     for row in rows:
         # Times as real time values, as a spreadsheet holds them.
-        sheet.append([time(*map(int, v.split(":"))) for v in row])
+        sheet.append([time(int(v[:2]), int(v[3:5])) for v in row])
     if hidden_sheet:
         secret = book.create_sheet("Drivers")
         secret.append(["Driver", "Phone"])
@@ -146,6 +146,7 @@ def render_page(lines: list[str], dpi: int = 300, noise: float = 0.0, skew: floa
     if noise:
         rng = random.Random(7)
         pixels = page.load()
+        assert pixels is not None  # an in-memory image always loads
         for _ in range(int(width * height * noise)):
             pixels[rng.randrange(width), rng.randrange(height)] = rng.randrange(90, 200)
     if skew:

@@ -39,7 +39,7 @@ GATED = {
         "answers.answered_citing_relevant",
         "answers.citation_validity",
     ],
-    # The answer verifier of generated answers (evals.bench_verifier) on the same 200 rows.
+    # The answer verifier of generated answers (evals.verifier) on the same 200 rows.
     # Its sample-corpus claims are prose of the product's own kind, where the model alone fails.
     "verifier": [
         "hallucinated_rejected",
@@ -75,22 +75,21 @@ def _get(report: dict[str, Any], dotted: str) -> float:
 
 def run_gate(workdir: Path) -> dict[str, dict[str, Any]]:
     """Ingest both sets into one fresh data dir and evaluate each; returns the reports."""
-    from evals.bench_verifier import sample_claim_figures, split_rows, verifier_figures
     from evals.golden import run_golden
     from evals.metrics import summarize
     from evals.register import run_register
     from evals.runner import read_dataset, run_dataset
+    from evals.verifier import sample_claim_figures, split_rows, verifier_figures
     from ingestion.runner import IngestRequest
-    from ingestion.service import make_ingestor
-    from rag.pipeline import Services
-    from rag.settings import Settings
-    from rag.verify import shared_verifier
+    from rag.answering.verify import shared_verifier
+    from service.container import Services
+    from service.ingest import make_ingestor
 
     sets = {
         "halueval": build_halueval(workdir / "halueval", GATE_HALUEVAL_ROWS),
         "fitzgov": build_fitzgov(workdir / "fitzgov", GATE_FITZ_CASES),
     }
-    services = Services(Settings(data_dir=workdir / "data", sources_file=workdir / "none.toml"))
+    services = Services.scratch(workdir)
     try:
         ingestor = make_ingestor(services)
         for name, (corpus, _) in sets.items():

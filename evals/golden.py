@@ -33,14 +33,13 @@ def run_golden(workdir: Path, **settings: Any) -> dict[str, Any]:
     from evals.ragas_metrics import reference_metrics
     from evals.runner import read_dataset, run_dataset
     from ingestion.runner import IngestRequest
-    from ingestion.service import load_manifest, make_ingestor
-    from rag.pipeline import Services
-    from rag.settings import Settings
-    from rag.store import ChunkFilter
+    from rag.retrieval.store import ChunkFilter
     from rag.types import utc_now
+    from service.container import Services
+    from service.ingest import load_manifest, make_ingestor
 
-    config = Settings(data_dir=workdir / "data", sources_file=SOURCES, **settings)
-    services = Services(config)
+    services = Services.scratch(workdir, sources_file=SOURCES, **settings)
+    config = services.settings
     try:
         ingestor = make_ingestor(services)
         requests = [s.request("golden") for s in load_manifest(SOURCES, config.tiers)]

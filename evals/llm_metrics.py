@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.embedding import DenseEmbedder
-from rag.llm import ProviderConfig
+from rag.retrieval.embedding import DenseEmbedder
+from rag.settings import ProviderConfig
 
 _MARKERS = re.compile(r"\s*(?:\[\d+\])+")
 

@@ -7,6 +7,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def doc_ranking(retrieved: Sequence[dict[str, Any]]) -> list[str]:
     """Document ids in rank order, each once (a document may have several chunks)."""
@@ -193,3 +195,15 @@ def _generation(answered: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens_out": sum(int(g.get("tokens_out") or 0) for g in generators),
         "cost": round(sum(float(g.get("cost") or 0.0) for g in generators), 6),
     }
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by ranks (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -17,7 +17,7 @@ import os
 import re
 from typing import Any
 
-from rag.store import ChunkFilter, VectorStore
+from rag.retrieval.store import ChunkFilter, VectorStore
 
 TOP_CONTEXTS = 5
 _MARKERS = re.compile(r"\s*(?:\[\d+\])+")

@@ -72,12 +72,10 @@ def run_register(workdir: Path, split: str = "all") -> tuple[dict[str, Any], lis
     document, as in a real index) and ask the split's questions."""
     from evals.runner import read_dataset, run_dataset
     from ingestion.runner import IngestRequest
-    from ingestion.service import make_ingestor
-    from rag.pipeline import Services
-    from rag.settings import Settings
+    from service.container import Services
+    from service.ingest import make_ingestor
 
-    config = Settings(data_dir=workdir / "data", sources_file=workdir / "none.toml")
-    services = Services(config)
+    services = Services.scratch(workdir)
     try:
         job = make_ingestor(services).run(
             IngestRequest("register", "internal", DOCUMENTS, "30d", trigger="eval")

@@ -1,4 +1,4 @@
-"""`ragops eval`: run a dataset through the real pipeline; score it; optionally calibrate.
+"""Run a dataset through the real pipeline (`ragops eval` scores it: `evals.evaluate`).
 
 Every question goes through `AskPipeline.ask` exactly as `/ask` runs it. Each answer's quotes
 are checked against the stored chunk texts independently of the pipeline's own check.
@@ -14,8 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rag.ask import AskPipeline
-from rag.confidence import ConfidenceModel
-from rag.store import ChunkFilter, VectorStore
+from rag.retrieval.store import ChunkFilter, VectorStore
 
 RESULT_KEYS = (
     "refused",
@@ -103,12 +102,3 @@ def run_dataset(
         if progress:
             progress(i, len(rows))
     return results
-
-
-def calibrate(
-    results: list[dict[str, Any]], dataset: dict[str, dict[str, Any]], name: str
-) -> ConfidenceModel:
-    """`ragops eval --calibrate`: the joint fit of `evals.calibrate` on this one dataset."""
-    from evals.calibrate import fit
-
-    return fit([(name, results, dataset)])

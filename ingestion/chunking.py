@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.embedding import DenseEmbedder
-from rag.sentences import split_sentences
+from rag.answering.sentences import split_sentences
+from rag.retrieval.embedding import DenseEmbedder
 from rag.types import Chunk, LoadedDocument
 
 

@@ -26,12 +26,12 @@ from ingestion.loaders import (
     printable_name,
     read_jsonl,
 )
-from rag.bm25 import BM25Encoder
-from rag.catalog import Catalog, DocumentState
+from rag.answering.injection import injection_reason
 from rag.durations import parse_duration
-from rag.injection import injection_reason
-from rag.jobs import FileResult, JobLog, JobRecord
-from rag.store import ChunkFilter, VectorStore
+from rag.ops.catalog import Catalog, DocumentState
+from rag.ops.jobs import FileResult, JobLog, JobRecord
+from rag.retrieval.bm25 import BM25Encoder
+from rag.retrieval.store import ChunkFilter, VectorStore
 from rag.types import (
     ChunkPayload,
     ChunkPoint,

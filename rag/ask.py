@@ -21,14 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rag.answer import Answerer, check_citations
-from rag.confidence import ConfidenceModel, Evidence, evidence_features, sigmoid
-from rag.judge import AnswerabilityJudge
-from rag.metrics import ASKS, STAGE_SECONDS
-from rag.querylog import QueryLog, Trace
-from rag.rerank import Reranker
-from rag.retrieval import HybridRetriever
-from rag.terms import QueryTerms, clean_question
+from rag.answering.answer import Answerer, check_citations
+from rag.answering.confidence import ConfidenceModel, Evidence, evidence_features, sigmoid
+from rag.answering.judge import AnswerabilityJudge
+from rag.ops.metrics import ASKS, STAGE_SECONDS
+from rag.ops.querylog import QueryLog, Trace
+from rag.retrieval.hybrid import HybridRetriever
+from rag.retrieval.rerank import Reranker
+from rag.retrieval.terms import QueryTerms, clean_question
 from rag.types import (
     AskResult,
     Candidate,

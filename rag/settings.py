@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.durations import parse_duration
-from rag.llm import ProviderConfig
 
 DEFAULT_TIERS = ("verified", "internal", "community", "unverified")
+
+
+class ProviderConfig(BaseModel):
+    name: str = Field(min_length=1)
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    price_in_per_1k: float = Field(default=0.0, ge=0)
+    price_out_per_1k: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=400, ge=16)
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
 class Settings(BaseSettings):
@@ -31,9 +45,9 @@ class Settings(BaseSettings):
     collection_prefix: str = "ragops_"
     # Free disk space the embedded store keeps in reserve: writes that would leave less are
     # refused (the store reports itself full) before the engine's memory-mapped files can
-    # hit a full disk, which would kill the process (rag/store/edge.py).
+    # hit a full disk, which would kill the process (rag/retrieval/store/edge.py).
     store_min_free_mb: float = Field(default=64, ge=0)
-    # Threads in each embedded tier shard's search pool (rag/store/edge.py says why 1).
+    # Threads in each embedded tier shard's search pool (rag/retrieval/store/edge.py says why 1).
     store_search_threads: int = Field(default=1, ge=1)
 
     # Trust tiers, most trusted first. One Qdrant collection (edge: one shard dir) per tier.
@@ -101,7 +115,7 @@ class Settings(BaseSettings):
     llm_breaker_failures: int = Field(default=3, ge=1)
     llm_breaker_cooldown: str = "30s"
     llm_context_tokens: int = Field(default=1500, ge=100)
-    # Prompt files (system.md, answer.md); default: the ones shipped in rag/prompts.
+    # Prompt files (system.md, answer.md); default: the ones shipped in rag/answering/prompts.
     prompts_dir: Path | None = None
     # Answer verifier (default: the one shipped in this package, `make verifier` rebuilds it);
     # RAG_VERIFIER_THRESHOLD overrides its calibrated threshold.

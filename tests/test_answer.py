@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from factories import candidate
 
-from rag.answer import ExtractiveAnswerer, check_citations
-from rag.terms import QueryTerms
+from rag.answering.answer import ExtractiveAnswerer, check_citations
+from rag.retrieval.terms import QueryTerms
 from rag.types import Citation
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
+from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
 

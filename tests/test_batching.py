@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
+from rag.answering.judge import AnswerabilityJudge
 from rag.batching import MicroBatcher
-from rag.judge import AnswerabilityJudge
+from service.ingest import make_ingestor
 
 QUESTIONS = [
     "VPN?",

@@ -1,4 +1,4 @@
-"""`python -m evals.bench --quick` stays runnable: every system's row, sane numbers, md + JSON."""
+"""`python -m bench --quick` stays runnable: every system's row, sane numbers, md + JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
-    from evals.bench import LLAMA, SYSTEMS, main
+    from bench.common import LLAMA, SYSTEMS
+    from bench.run import main
 
     report = main(["--quick", "--out", str(tmp_path / "results")])
 
@@ -22,7 +23,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     saved = json.loads(js.read_text())
     for key in ("date", "machine", "git_commit", "command", "wall_s"):
         assert saved[key], key
-    assert saved["command"].startswith("python -m evals.bench --quick")
+    assert saved["command"].startswith("python -m bench --quick")
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["ram_gib"] > 0
 
     for name in ("halueval", "fitzgov"):
@@ -68,7 +69,7 @@ def test_documents_bench_reports_ocr_accuracy_and_loading_per_format(tmp_path: P
         ["--pages", "1", "--rows", "20", "--repeats", "1", "--engines", *engines, "--out", str(out)]
     )
     saved = json.loads(out.read_text())
-    assert saved["command"].startswith("python -m evals.bench_documents --pages 1")
+    assert saved["command"].startswith("python -m bench.documents --pages 1")
     assert set(saved["loading"]) == {"html", "md", "docx", "pptx", "pdf", "xlsx", "csv"}
     for ext, row in saved["loading"].items():
         assert row["row_blocks"] == 20, ext
@@ -80,7 +81,7 @@ def test_documents_bench_reports_ocr_accuracy_and_loading_per_format(tmp_path: P
 
 
 def test_char_accuracy_is_one_minus_edit_distance_over_the_reference() -> None:
-    from evals.bench_documents import char_accuracy
+    from bench.documents import char_accuracy
 
     assert char_accuracy("bays 20 to 35", "bays  20 to\n35") == 1.0
     assert char_accuracy("bays 20 to 35", "bays 20 to 36") == pytest.approx(1 - 1 / 13)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from rag.bm25 import BM25Encoder, term_id, tokenize
+from rag.retrieval.bm25 import BM25Encoder, term_id, tokenize
 
 pytestmark = pytest.mark.unit
 

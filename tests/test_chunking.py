@@ -9,7 +9,7 @@ import pytest
 
 from ingestion.chunking import SemanticChunker
 from ingestion.loaders import Block, assemble
-from rag.sentences import split_sentences
+from rag.answering.sentences import split_sentences
 
 pytestmark = pytest.mark.integration
 

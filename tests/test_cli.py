@@ -119,7 +119,7 @@ def test_missing_path_exits_2(tmp_path):
 
 
 def test_store_held_by_another_process_is_said_plainly(tmp_path, folder):
-    from rag.store.edge import EdgeStore
+    from rag.retrieval.store.edge import EdgeStore
 
     holder = EdgeStore(
         tmp_path / "d" / "qdrant-edge", ["verified", "internal", "community", "unverified"], 384

@@ -8,14 +8,14 @@ import pytest
 from factories import candidate
 
 from evals.calibrate import cross_validate, fit
-from rag.confidence import (
+from rag.answering.confidence import (
     FEATURES,
     JUDGE_FLOOR,
     ConfidenceModel,
     Evidence,
     evidence_features,
 )
-from rag.terms import QueryTerms
+from rag.retrieval.terms import QueryTerms
 
 pytestmark = pytest.mark.unit
 

@@ -86,7 +86,7 @@ class Snapshot:
 
 
 def snapshot(data_dir: Path) -> Snapshot:
-    from rag.pipeline import Services
+    from service.container import Services
 
     services = Services(make_settings(data_dir.parent, data_dir=data_dir))
     try:
@@ -167,7 +167,7 @@ def test_kill_9_mid_ingestion_then_rerun_matches_an_uninterrupted_run(baseline, 
 
 
 def test_scheduler_restart_neither_loses_nor_doubles_schedules(services_factory, tmp_path):
-    from ingestion.host import IngestionHost
+    from service.host import IngestionHost
 
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -20,7 +20,7 @@ import uvicorn
 from conftest import REPO, make_settings
 
 from api.main import create_app
-from ingestion.service import load_manifest, make_ingestor
+from service.ingest import load_manifest, make_ingestor
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

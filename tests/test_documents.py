@@ -24,9 +24,9 @@ from evals.documents import (
 from ingestion.loaders import LoadError, LoadLimits, load_file
 from ingestion.loaders import ocr as ocr_module
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
-from rag.reports import freshness_report
+from rag.ops.reports import freshness_report
 from rag.types import utc_now
+from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
 
@@ -424,7 +424,9 @@ def test_scans_and_photos_answer_bad_files_fail_alone_and_low_confidence_pages_a
     text_layer = [p for p in chunks.values() if p.doc_id == "rules.pdf" and p.section == "page 1"]
     assert text_layer and all(p.ocr_confidence is None and not p.ocr_flag for p in text_layer)
 
-    report = freshness_report(services.catalog, services.jobs, services.store, utc_now())
+    report = freshness_report(
+        services.catalog, services.jobs, services.store, utc_now()
+    ).model_dump()
     source = next(s for s in report["sources"] if s["source"] == "scans")
     flagged = {(f["doc_id"], f["page"]) for f in source["ocr_flagged"]}
     assert flagged == {("rules.pdf", "page 2"), ("notice.png", "page 1"), ("photo.jpg", "page 1")}

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
-from rag.feedback import FeedbackError, FeedbackLog, Rating, dataset_row
+from rag.ops.feedback import FeedbackError, FeedbackLog, Rating, dataset_row
+from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def test_ratings_follow_the_tier_rule_reach_the_report_and_round_trip_to_eval(wo
 
 @pytest.mark.unit
 def test_a_rating_that_does_not_say_the_right_behaviour_is_not_a_row():
-    from rag.feedback import RatedAsk
+    from rag.ops.feedback import RatedAsk
 
     ask = {
         "question": "q?",
@@ -158,8 +158,8 @@ def test_a_rating_that_does_not_say_the_right_behaviour_is_not_a_row():
 def test_the_log_stores_ratings_of_readable_asks_on_every_database(db_url):
     from datetime import timedelta
 
-    from rag.db import connect
-    from rag.querylog import QueryLog, Trace
+    from rag.ops.db import connect
+    from rag.ops.querylog import QueryLog, Trace
     from rag.types import utc_now
 
     engine = connect(db_url)

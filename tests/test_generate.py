@@ -15,9 +15,9 @@ from fake_llm import FakeLLM, Malformed, Reply, Respond, Status
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ingestion.service import load_manifest, make_ingestor
-from rag.generate import PromptSet, assemble_context
-from rag.terms import QueryTerms
+from rag.answering.generate import PromptSet, assemble_context
+from rag.retrieval.terms import QueryTerms
+from service.ingest import load_manifest, make_ingestor
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 import ingestion.loaders.files
 from ingestion.loaders import MAX_EXPANSION, LoadError, LoadLimits, check_location, load_file
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
+from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
-from rag.store import ChunkFilter
+from rag.retrieval.store import ChunkFilter
 from rag.types import utc_now
+from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,6 @@ from conftest import REPO, make_settings, serve_on_loopback
 from api.limits import RateLimiter
 from api.main import create_app
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
 from rag.integrations.llamaindex import (
     METADATA_KEYS,
     RagopsAuthError,
@@ -28,6 +27,7 @@ from rag.integrations.llamaindex import (
     RagopsRetriever,
     RagopsUnavailableError,
 )
+from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +197,7 @@ def test_unreachable_service_and_service_unavailable():
         RagopsRetriever(closed, "k", timeout=5).retrieve(QUESTION)
     assert err.value.status_code is None and "could not reach" in str(err.value)
 
-    # The store being down is a 503 with a reason (rag.store.base.StoreError's contract).
+    # The store being down is a 503 with a reason (rag.retrieval.store.base.StoreError's contract).
     def down(request: httpx.Request) -> httpx.Response:
         body = {"detail": "the embedded store is open in another process", "reason": "store_locked"}
         return httpx.Response(503, json=body)
@@ -246,7 +246,7 @@ def test_ragops_imports_without_llama_index():
     code = (
         "import sys\n"
         "sys.modules['llama_index'] = None\n"  # as if llama-index-core were not installed
-        "import rag, rag.integrations, api.main, api.cli, ingestion.service\n"
+        "import rag, rag.integrations, api.main, api.cli, service.ingest\n"
         "try:\n"
         "    from rag.integrations import RagopsRetriever\n"
         "except ImportError as exc:\n"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from fake_llm import FakeLLM, Malformed, Reply, Status
 
-from rag.generate import PromptSet
-from rag.llm import CircuitBreaker, LLMError, ProviderClient, ProviderConfig
+from rag.answering.generate import PromptSet
+from rag.answering.llm import CircuitBreaker, LLMError, ProviderClient
+from rag.settings import ProviderConfig
 
 pytestmark = pytest.mark.unit
 

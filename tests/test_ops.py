@@ -14,12 +14,12 @@ from conftest import make_settings
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ingestion.host import IngestionHost
 from ingestion.runner import IngestRequest
-from ingestion.service import load_manifest, make_ingestor
-from rag.querylog import Trace
-from rag.reports import freshness_report, hits_report
+from rag.ops.querylog import Trace
+from rag.ops.reports import freshness_report, hits_report
 from rag.types import utc_now
+from service.host import IngestionHost
+from service.ingest import load_manifest, make_ingestor
 
 pytestmark = pytest.mark.integration
 
@@ -269,7 +269,7 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
     ingestor.run(IngestRequest("kb", "community", corpus, "12h"))
     services.catalog.register_source("kb", "community", str(corpus), "12h", "every 1h")
     now = utc_now()
-    fresh = freshness_report(services.catalog, services.jobs, services.store, now)
+    fresh = freshness_report(services.catalog, services.jobs, services.store, now).model_dump()
     kb = next(s for s in fresh["sources"] if s["source"] == "kb")
     assert (kb["documents"], kb["chunks"]) == (3, 3)
     assert kb["oldest_source_date"] == "2020-01-01T00:00:00+00:00"
@@ -281,7 +281,7 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
     later = freshness_report(
         services.catalog, services.jobs, services.store, now + timedelta(hours=2)
     )
-    assert later["overdue_sources"] == ["kb"]
+    assert later.overdue_sources == ["kb"]
 
     # Asks with chosen outcomes, written as the pipeline writes them.
     chunk = {p.doc_id: p for p in services.store.scroll("community")}
@@ -322,7 +322,7 @@ def test_reports_show_exact_figures(services_factory, tmp_path, sqlite_url):
                 {"embed": 10.0 + i, "total": 20.0 + i},
             )
         )
-    hits = hits_report(services.engine, services.catalog, now - timedelta(days=7), now)
+    hits = hits_report(services.engine, services.catalog, now - timedelta(days=7), now).model_dump()
     assert (hits["asks"], hits["answered"], hits["refused"]) == (5, 3, 2)
     assert hits["refusals_by_reason"] == {"low_confidence": 2}
     assert hits["tiers"] == [{"tier": "community", "asks": 5, "hits": 3, "hit_rate": 0.6}]
@@ -368,7 +368,9 @@ def test_chunks_that_instruct_a_model_are_flagged_at_ingestion(services_factory,
     payloads = {p.doc_id: p for p in services.store.scroll("unverified")}
     assert payloads["tip"].injection is None
     assert payloads["bait"].injection and "instructions" in payloads["bait"].injection
-    fresh = freshness_report(services.catalog, services.jobs, services.store, utc_now())
+    fresh = freshness_report(
+        services.catalog, services.jobs, services.store, utc_now()
+    ).model_dump()
     forum = next(s for s in fresh["sources"] if s["source"] == "forum")
     assert forum["chunks_flagged"] == 1
     assert forum["flagged"] == [

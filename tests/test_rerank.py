@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from factories import candidate
 
-from rag.rerank import EvidenceReranker, NoReranker, make_reranker
-from rag.terms import QueryTerms
+from rag.retrieval.rerank import EvidenceReranker, NoReranker, make_reranker
+from rag.retrieval.terms import QueryTerms
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from factories import chunk_payload
 
-from rag.bm25 import BM25Encoder, tokenize
-from rag.store import ChunkFilter, open_store
+from rag.retrieval.bm25 import BM25Encoder, tokenize
+from rag.retrieval.store import ChunkFilter, open_store
 from rag.types import ChunkPoint, iso, utc_now
 
 pytestmark = pytest.mark.integration

@@ -49,9 +49,9 @@ from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient, models
 
 from api.main import create_app
-from rag.pipeline import Services
-from rag.store import ChunkFilter
-from rag.store.edge import EdgeStore
+from rag.retrieval.store import ChunkFilter
+from rag.retrieval.store.edge import EdgeStore
+from service.container import Services
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ GYM_Q = {"question": "When does the gym open in the morning?"}
 HOLD = """
 import sys
 from pathlib import Path
-from rag.store.edge import EdgeStore
+from rag.retrieval.store.edge import EdgeStore
 store = EdgeStore(Path(sys.argv[1]), sys.argv[2:], 384)
 print("holding", flush=True)
 sys.stdin.read()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.terms import QueryTerms
+from rag.retrieval.terms import QueryTerms
 
 pytestmark = pytest.mark.unit
 

@@ -50,10 +50,10 @@ from sqlalchemy import select
 
 from api.main import create_app
 from ingestion.runner import IngestRequest
-from ingestion.service import make_ingestor
-from rag.db import query_log
-from rag.pipeline import Services
-from rag.store import ChunkFilter
+from rag.ops.db import query_log
+from rag.retrieval.store import ChunkFilter
+from service.container import Services
+from service.ingest import make_ingestor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.verify import (
+from rag.answering.verify import (
     ClaimVerifier,
     Restatement,
     quotes,
@@ -146,7 +146,7 @@ def test_the_threshold_can_be_overridden(tmp_path):
 @pytest.mark.slow
 @pytest.mark.integration
 def test_training_command_rebuilds_a_working_verifier(tmp_path: Path):
-    """`python -m evals.train_verifier` end to end on a few pairs: train, calibrate, export."""
+    """`python -m training.train_verifier` end to end on a few pairs: train, calibrate, export."""
     rows = []
     for i in range(24):
         split = ("val", "calib", "train", "train")[i % 4]
@@ -157,7 +157,15 @@ def test_training_command_rebuilds_a_working_verifier(tmp_path: Path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "verifier"
-    command = [sys.executable, "-m", "evals.train_verifier", "--pairs", str(pairs), "--epochs", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "training.train_verifier",
+        "--pairs",
+        str(pairs),
+        "--epochs",
+        "1",
+    ]
     done = subprocess.run(
         [*command, "--out", str(out)], capture_output=True, text=True, timeout=600, check=False
     )

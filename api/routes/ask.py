@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.auth import PrincipalDep
 from api.deps import ServicesDep
-from rag.auth import Principal, TierError, resolve_tiers
-from rag.pipeline import Services
-from rag.store import StoreError
-from rag.terms import clean_question
+from rag.ops.auth import Principal, TierError, resolve_tiers
+from rag.retrieval.store import StoreError
+from rag.retrieval.terms import clean_question
 from rag.types import AskResult, SearchResult
+from service.container import Services
 
 router = APIRouter(tags=["ask"])
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import PrincipalDep
 from api.deps import ServicesDep
-from rag.feedback import MAX_COMMENT, FeedbackError, Rating
+from rag.ops.feedback import MAX_COMMENT, FeedbackError, Rating
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep
-from rag.store import StoreError
+from rag.retrieval.store import StoreError
 
 router = APIRouter(tags=["health"])
 

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.auth import PrincipalDep
 from api.deps import ServicesDep
-from ingestion.host import IngestionHost
 from ingestion.runner import IngestRequest
 from rag.durations import parse_duration
+from service.host import IngestionHost
 
 router = APIRouter(prefix="/ingest/jobs", tags=["ingestion"])
 

@@ -2,7 +2,7 @@
 installed by the Makefile), run as a process per page with a deadline.
 
 Chosen over RapidOCR's bundled PP-OCR models (`rapidocr-onnxruntime`) by `python -m
-evals.bench_documents` on generated pages (evals/results/documents-2026-12-04.json): character
+bench.documents` on generated pages (bench/results/documents-2026-12-04.json): character
 accuracy 1.000 / 1.000 / 1.000 / 0.993 (300 dpi, 200 dpi, sideways, noisy photo) against
 RapidOCR's 0.743 / 0.676 / 0.267 / 0.908, at 1.0-1.1 s a page against 1.5-2.5. PP-OCR's
 recogniser runs words together ("A daypermit costs4.50euros") and skipped lines; it would also
