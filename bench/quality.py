@@ -101,7 +101,7 @@ def compare(
 ) -> dict[str, Any]:
     """Every system on the val rows, interleaved; LlamaIndex also on calib (its cutoff)."""
     from evals.runner import run_dataset
-    from rag.retrieval.store import ChunkFilter
+    from rag.retrieval.store import ChunkFilter, StoreQuery
     from rag.retrieval.terms import QueryTerms
     from rag.types import utc_now
 
@@ -113,10 +113,10 @@ def compare(
     def engine(question: str, mode: str) -> list[dict[str, Any]]:
         live = ChunkFilter(live_at=utc_now())
         if mode == "sparse":
-            hits = store.query(tier, None, bm25.encode_query(question), 20, where=live, mode=mode)
+            query = StoreQuery(20, sparse=bm25.encode_query(question), where=live, mode=mode)
         else:
-            dense = embedder.embed_query(question).tolist()
-            hits = store.query(tier, dense, None, 20, where=live, mode=mode)
+            query = StoreQuery(20, embedder.embed_query(question).tolist(), where=live, mode=mode)
+        hits = store.query(tier, query)
         return [{"doc_id": h.payload.doc_id} for h in hits]
 
     ranking: dict[str, list[list[str]]] = {k: [] for k in SYSTEMS if k != ASK}

@@ -25,8 +25,8 @@ Sections:
    LlamaIndex answering with its top node unless the top fused score is below a cutoff chosen
    on the `calib` split rows (maximising the mean over the two sets of balanced accuracy; on
    HaluEval, all answerable, that is the answer rate).
-3. Ingestion throughput next to raw `encode()` of the same chunks (evals/bench_ingest's logic).
-4. Scale sweep of `/ask` (evals/bench_latency's method): the chunks of the first `--base`
+3. Ingestion throughput next to raw `encode()` of the same chunks (bench/ingest's logic).
+4. Scale sweep of `/ask` (bench/latency's method): the chunks of the first `--base`
    HaluEval dev passages, with the vectors ingestion gave them, are replicated up to each size
    (copies get new ids, the same text and BM25 vector, and the dense vector plus N(0, 0.02)
    noise, renormalised), in one growing store, optimised (HNSW built) at each size; answerable

@@ -18,7 +18,7 @@ from bench.peers import RankBM25
 
 
 def ingest_throughput(args: argparse.Namespace) -> dict[str, Any]:
-    """evals/bench_ingest's measurement, `--ingest-docs` fitz-gov documents, medians of
+    """bench/ingest's measurement, `--ingest-docs` fitz-gov documents, medians of
     `--ingest-repeats` alternating runs."""
     from bench.ingest import measure
 
@@ -28,10 +28,10 @@ def ingest_throughput(args: argparse.Namespace) -> dict[str, Any]:
 def scale_sweep(
     args: argparse.Namespace, base_chunks: list[tuple[Any, list[float]]], started: float
 ) -> dict[str, Any]:
-    """evals/bench_latency's method over one growing store (see the module docstring)."""
+    """bench/latency's method over one growing store (see the module docstring)."""
     from evals.corpora import replicas, upsert_all
     from evals.datasets import halueval_rows
-    from rag.retrieval.store import ChunkFilter
+    from rag.retrieval.store import ChunkFilter, StoreQuery
     from rag.types import iso, utc_now
     from service.container import Services
 
@@ -91,7 +91,8 @@ def scale_sweep(
                 live = ChunkFilter(live_at=utc_now())
                 _, bm_ms = timed(
                     lambda q=q, live=live: store.query(
-                        "verified", None, bm25.encode_query(q), 20, where=live, mode="sparse"
+                        "verified",
+                        StoreQuery(20, sparse=bm25.encode_query(q), where=live, mode="sparse"),
                     )
                 )
                 times[kind]["engine_bm25"].append(bm_ms)
@@ -128,7 +129,7 @@ def profile_asks(
     asker: Any, questions: list[str], tiers: list[str], store: Any, bm25: Any
 ) -> dict[str, list[str]]:
     """cProfile's top entries over asks, and over engine BM25 queries (after the timed loop)."""
-    from rag.retrieval.store import ChunkFilter
+    from rag.retrieval.store import ChunkFilter, StoreQuery
     from rag.types import utc_now
 
     profiler = cProfile.Profile()
@@ -140,7 +141,9 @@ def profile_asks(
     lexical.enable()
     for q in questions:
         live = ChunkFilter(live_at=utc_now())
-        store.query("verified", None, bm25.encode_query(q), 20, where=live, mode="sparse")
+        store.query(
+            "verified", StoreQuery(20, sparse=bm25.encode_query(q), where=live, mode="sparse")
+        )
     lexical.disable()
     return {"ask": top_profile(profiler), "engine_bm25": top_profile(lexical)}
 
@@ -150,7 +153,7 @@ def lexical_at_scale(
 ) -> dict[str, Any]:
     """rank-bm25 over the same `size` texts as the store (one document per chunk), interleaved
     with our engine BM25 on the same questions."""
-    from rag.retrieval.store import ChunkFilter
+    from rag.retrieval.store import ChunkFilter, StoreQuery
     from rag.types import utc_now
 
     store, bm25 = services.store, services.bm25
@@ -165,7 +168,7 @@ def lexical_at_scale(
 
         def run_ours(q: str = q, live: ChunkFilter = live) -> Any:
             return store.query(
-                "verified", None, bm25.encode_query(q), 10, where=live, mode="sparse"
+                "verified", StoreQuery(10, sparse=bm25.encode_query(q), where=live, mode="sparse")
             )
 
         def run_theirs(q: str = q) -> Any:

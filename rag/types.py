@@ -156,12 +156,10 @@ class ChunkPoint:
         return self.payload.chunk_id
 
 
-@dataclass
-class ScoredChunk:
-    """A retrieved chunk with the engine's score."""
+class _OfChunk:
+    """A chunk seen by a stage of the query path: its id and tier are its payload's."""
 
     payload: ChunkPayload
-    score: float
 
     @property
     def chunk_id(self) -> str:
@@ -173,7 +171,15 @@ class ScoredChunk:
 
 
 @dataclass
-class Candidate:
+class ScoredChunk(_OfChunk):
+    """A retrieved chunk with the engine's score."""
+
+    payload: ChunkPayload
+    score: float
+
+
+@dataclass
+class Candidate(_OfChunk):
     """A chunk on the query path, with the evidence behind its rank.
 
     `fused` is the engine's fusion score within its tier; `dense` the cosine similarity and
@@ -190,14 +196,6 @@ class Candidate:
     score: float = 0.0
     judge: float | None = None
     window: tuple[int, int] | None = None
-
-    @property
-    def chunk_id(self) -> str:
-        return self.payload.chunk_id
-
-    @property
-    def tier(self) -> str:
-        return self.payload.tier
 
     def brief(self) -> RetrievedChunk:
         p = self.payload

@@ -60,7 +60,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
 
 
 def test_documents_bench_reports_ocr_accuracy_and_loading_per_format(tmp_path: Path) -> None:
-    from evals import bench_documents
+    from bench import documents as bench_documents
     from ingestion.loaders.ocr import available
 
     out = tmp_path / "documents.json"

@@ -14,7 +14,7 @@ import pytest
 from factories import chunk_payload
 
 from rag.retrieval.bm25 import BM25Encoder, tokenize
-from rag.retrieval.store import ChunkFilter, open_store
+from rag.retrieval.store import ChunkFilter, StoreQuery, open_store
 from rag.types import ChunkPoint, iso, utc_now
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ def test_expiry_filters(store):
     assert store.count("verified", ChunkFilter(live_at=now)) == 1
     assert store.count("verified", ChunkFilter(expired_at=now)) == 1
     q = BM25Encoder().encode_query("news")
-    hits = store.query("verified", live.dense, q, 10, ChunkFilter(live_at=now))
+    hits = store.query("verified", StoreQuery(10, live.dense, q, ChunkFilter(live_at=now)))
     assert [h.payload.doc_id for h in hits] == ["live.md"]
     store.delete("verified", ChunkFilter(expired_at=now))
     store.optimize("verified")
@@ -141,9 +141,8 @@ def test_query_modes_find_the_matching_point(store, mode):
     points = [make_point(f"d{i}.md", 0, f"topic{i} common words", rng=rng) for i in range(20)]
     store.upsert("verified", points)
     target = points[13]
-    hits = store.query(
-        "verified", target.dense, BM25Encoder().encode_query("topic13"), 5, mode=mode
-    )
+    query = StoreQuery(5, target.dense, BM25Encoder().encode_query("topic13"), mode=mode)
+    hits = store.query("verified", query)
     assert hits[0].payload.doc_id == "d13.md"
 
 
@@ -180,7 +179,8 @@ def test_engine_bm25_ranking_equals_lucene_reference(store):
     for query in queries:
         ref = _reference_bm25(tokenized, tokenize(" ".join(query)))
         ref_top = sorted(ref, reverse=True)[:10]
-        hits = store.query("verified", None, enc.encode_query(" ".join(query)), 10, mode="sparse")
+        sparse = enc.encode_query(" ".join(query))
+        hits = store.query("verified", StoreQuery(10, sparse=sparse, mode="sparse"))
         # Every document with a positive reference score is a hit, up to 10: never none.
         assert len(hits) == min(10, sum(1 for r in ref if r > 0)) > 0
         got_ids = [int(h.payload.doc_id[3:]) for h in hits]

@@ -31,23 +31,27 @@ Writes `pairs.jsonl` ({"split", "set", "qid", "question", "claim", "passage", "l
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from evals.corpora import write_jsonl
 from evals.datasets import halueval_rows, judge_split
 from rag.answering.verify import claim_text
 from rag.retrieval.bm25 import tokenize
 from rag.retrieval.terms import QUESTION_WORDS
-from training.judge_data import _SENTENCE_END, Windows, _rng, base_tokenizer_file
+from training.judge_data import (
+    SENTENCE_END,
+    Windows,
+    base_tokenizer_file,
+    seeded_random,
+    write_pairs,
+)
 
 
 def _answer_sentence(passage: str, answer: str) -> str | None:
-    hits = [s.strip() for s in _SENTENCE_END.split(passage) if answer.lower() in s.lower()]
+    hits = [s.strip() for s in SENTENCE_END.split(passage) if answer.lower() in s.lower()]
     return hits[0] if hits and len(hits[0].split()) >= 4 else None
 
 
@@ -136,7 +140,9 @@ def claim_pairs(rows: list[dict[str, Any]], windows: Windows) -> Iterator[dict[s
         sentence = _answer_sentence(passage, right)
         if sentence:
             yield pair(sentence, passage, 1, "passage_sentence")
-            swapped = _swap_answer(sentence, right, passage, donors, _rng("claim-swap", qid))
+            swapped = _swap_answer(
+                sentence, right, passage, donors, seeded_random("claim-swap", qid)
+            )
             if swapped:
                 yield pair(swapped, passage, 0, "swapped_sentence")
         other = neighbours.nearest(f"{question} {right}", r["index"], right)
@@ -145,7 +151,7 @@ def claim_pairs(rows: list[dict[str, Any]], windows: Windows) -> Iterator[dict[s
         restated = _restate_right(question, passage, wrong, right)
         if restated:
             yield pair(restated, passage, 1, "restated_right")
-        donor = _swap_answer(right, right, passage, donors, _rng("claim-short", qid))
+        donor = _swap_answer(right, right, passage, donors, seeded_random("claim-short", qid))
         if donor:
             yield pair(donor, passage, 0, "short_wrong")
 
@@ -153,11 +159,7 @@ def claim_pairs(rows: list[dict[str, Any]], windows: Windows) -> Iterator[dict[s
 def build(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     pairs = list(claim_pairs(list(halueval_rows()), Windows(base_tokenizer_file())))
-    path = write_jsonl(pairs, out / "pairs.jsonl")
-    summary = Counter(f"{p['split']} {p['kind']}" for p in pairs)
-    (out / "summary.json").write_text(json.dumps(dict(sorted(summary.items())), indent=2) + "\n")
-    print(json.dumps(dict(sorted(summary.items())), indent=2))
-    return path
+    return write_pairs(pairs, out, ("split", "kind"))
 
 
 def main() -> None:

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rag.answering.judge import JUDGE_CONFIG, WINDOW_TOKENS
 from rag.onnx_export import export_bert
 from training.judge_data import base_tokenizer_file
 
@@ -47,3 +51,24 @@ def uint8_weights(path: Path) -> None:
                 shifted = numpy_helper.to_array(tensor).astype(np.int16) + 128
                 tensor.CopyFrom(numpy_helper.from_array(shifted.astype(np.uint8), name))
     onnx.save(model, str(path))
+
+
+def write_reading_config(out: Path, question_tokens: int, seed: int) -> None:
+    """How the exported model reads a pair (`rag.answering.judge.JUDGE_CONFIG`, beside it): the
+    word pieces of the first text and of the passage window, as training gave them."""
+    config = {
+        "max_length": question_tokens + WINDOW_TOKENS + 3,  # [CLS] q [SEP] p [SEP]
+        "window_tokens": WINDOW_TOKENS,
+        "question_tokens": question_tokens,
+        "seed": seed,
+    }
+    (out / JUDGE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def machine() -> str:
+    """Where a model was trained, for its card."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"one {torch.cuda.get_device_name(0)} GPU"
+    return f"{os.cpu_count()} CPU cores (2 threads), {platform.machine()}"

@@ -46,18 +46,18 @@ HARD_NEGATIVES = 2
 ABSTENTION_RETRIEVED = 3
 RETRIEVE = 10
 # Sentence ends, including HaluEval's glued ones ("...19th century.First for Women is...").
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s*(?=[A-Z\"“])")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s*(?=[A-Z\"“])")
 _NAME_OR_NUMBER = re.compile(r"\b(?:[A-Z][a-z][\w'-]*|\d[\d,.]*\d|\d)\b")
 
 
-def _rng(*parts: str) -> random.Random:
+def seeded_random(*parts: str) -> random.Random:
     return random.Random(int(hashlib.sha256("|".join(parts).encode()).hexdigest()[:16], 16))
 
 
 def drop_answer(passage: str, answer: str) -> str | None:
     """The passage without the sentences that contain the answer; None when nothing is left
     or the answer is not there verbatim (then the near miss would be unreliable)."""
-    sentences = [s for s in _SENTENCE_END.split(passage) if s.strip()]
+    sentences = [s for s in SENTENCE_END.split(passage) if s.strip()]
     kept = [s for s in sentences if answer.lower() not in s.lower()]
     if len(kept) == len(sentences) or not kept or answer.lower() in " ".join(kept).lower():
         return None
@@ -184,7 +184,7 @@ def halueval_pairs(
         if dropped:
             cut = windows.cut(question, dropped)
             yield {**base, "passage": cut, "label": 0, "kind": "near_miss_drop"}
-        swapped = swap_specific(question, passage, _rng("swap", qid), donors)
+        swapped = swap_specific(question, passage, seeded_random("swap", qid), donors)
         if swapped:
             cut = windows.cut(question, swapped)
             yield {**base, "passage": cut, "label": 0, "kind": "near_miss_swap"}
@@ -228,7 +228,9 @@ def fitzgov_pairs(
         for c in others[:HARD_NEGATIVES]:
             yield pair(c["text"], 0, "hard_negative")
         if relevant:
-            swapped = swap_specific(question, documents[relevant[0]], _rng("swap", qid), donors)
+            swapped = swap_specific(
+                question, documents[relevant[0]], seeded_random("swap", qid), donors
+            )
             if swapped:
                 yield pair(swapped, 0, "near_miss_swap")
 
@@ -288,10 +290,19 @@ def build(out: Path, tokenizer_file: Path, progress: Callable[[str], None] = pri
         *fitzgov_pairs(cases, documents, retrieved, windows, donors),
         *fitz_training_only_pairs(training_only, documents, retrieved, windows),
     ]
+    return write_pairs(pairs, out, ("split", "set", "kind"), progress)
+
+
+def write_pairs(
+    pairs: list[dict[str, Any]], out: Path, keys: tuple[str, ...], progress: Any = print
+) -> Path:
+    """A builder's pairs as `out/pairs.jsonl`, with their counts per `keys` in
+    `out/summary.json` (and shown)."""
     path = write_jsonl(pairs, out / "pairs.jsonl")
-    summary = Counter(f"{p['split']} {p['set']} {p['kind']}" for p in pairs)
-    (out / "summary.json").write_text(json.dumps(dict(sorted(summary.items())), indent=2) + "\n")
-    progress(json.dumps(dict(sorted(summary.items())), indent=2))
+    counts = Counter(" ".join(str(p[k]) for k in keys) for p in pairs)
+    summary = json.dumps(dict(sorted(counts.items())), indent=2)
+    (out / "summary.json").write_text(summary + "\n")
+    progress(summary)
     return path
 
 

@@ -29,14 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from evals.corpora import write_jsonl
 from rag.answering.sentences import split_sentences
-from training.judge_data import Windows, _rng, base_tokenizer_file
+from training.judge_data import Windows, base_tokenizer_file, seeded_random, write_pairs
 
 READING = Path(__file__).with_name("reading")
 DOCUMENTS = READING / "docs"
@@ -131,7 +129,7 @@ def _mentions(text: str, word: str) -> bool:
 def swap_qualifier(question: str, document: str, seed: str) -> str | None:
     """The question with one qualifier it shares with its document replaced by another of the
     same kind the document never mentions; None when it has none."""
-    rng = _rng("qualifier", seed)
+    rng = seeded_random("qualifier", seed)
     found = []
     for kind, words in QUALIFIERS.items():
         for word in words:
@@ -236,11 +234,7 @@ def build(out: Path, progress: Any = print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     chunks, retrieved = _chunks(out)
     pairs = list(reading_pairs(questions(), chunks, retrieved, Windows(base_tokenizer_file())))
-    path = write_jsonl(pairs, out / "pairs.jsonl")
-    summary = Counter(f"{p['split']} {p['kind']} {p['label']}" for p in pairs)
-    (out / "summary.json").write_text(json.dumps(dict(sorted(summary.items())), indent=2) + "\n")
-    progress(json.dumps(dict(sorted(summary.items())), indent=2))
-    return path
+    return write_pairs(pairs, out, ("split", "kind", "label"), progress)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections import defaultdict
@@ -31,7 +30,7 @@ import numpy as np
 
 from evals.datasets import FITZ_TRAINING_ONLY
 from evals.metrics import auc
-from rag.answering.judge import DEFAULT_JUDGE_DIR, JUDGE_CONFIG, QUESTION_TOKENS, WINDOW_TOKENS
+from rag.answering.judge import DEFAULT_JUDGE_DIR, QUESTION_TOKENS, WINDOW_TOKENS
 from rag.retrieval.bm25 import tokenize
 from rag.retrieval.terms import QueryTerms
 from training.cpu import (
@@ -42,7 +41,7 @@ from training.cpu import (
     sorted_chunks_loss,
     torch_with_spinning_threads,
 )
-from training.export import export
+from training.export import export, machine, write_reading_config
 from training.judge_data import base_tokenizer_file
 from training.recipes import BATCH, LEARNING_RATE, RECIPE, SEED, Recipe, describe
 
@@ -247,14 +246,6 @@ def score_pairs(model_dir: Path, pairs: list[dict[str, Any]]) -> np.ndarray:
     return probs
 
 
-def machine() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"one {torch.cuda.get_device_name(0)} GPU"
-    return f"{os.cpu_count()} CPU cores (2 threads), {platform.machine()}"
-
-
 def write_card(out: Path, meta: dict[str, Any]) -> None:
     figures = json.dumps(meta["validation"], indent=2)
     counts = json.dumps(meta["training_pairs"], indent=2)
@@ -326,14 +317,16 @@ def main() -> None:
         from training.judge_data import build
 
         build(args.pairs.parent, base_tokenizer_file())
-    if not args.reading.exists():
-        from training.reading_data import build as build_reading
-
-        build_reading(args.reading.parent)
-    pairs = read_pairs(args.pairs) + read_pairs(args.reading)
     from training.recipes import RECIPES
 
     recipe = RECIPES[args.recipe]
+    pairs = read_pairs(args.pairs)
+    if recipe.reading_copies:
+        if not args.reading.exists():
+            from training.reading_data import build as build_reading
+
+            build_reading(args.reading.parent)
+        pairs += read_pairs(args.reading)
     if args.epochs is not None:
         recipe = replace(recipe, epochs=args.epochs)
     rows = training_rows(pairs, recipe, args.limit)
@@ -346,18 +339,7 @@ def main() -> None:
         minutes = round((time.perf_counter() - started) / 60, 1)
         (args.out).mkdir(parents=True, exist_ok=True)
         export(model, args.out, Path(tmp))
-    (args.out / JUDGE_CONFIG).write_text(
-        json.dumps(
-            {
-                "max_length": MAX_LENGTH,
-                "window_tokens": WINDOW_TOKENS,
-                "question_tokens": QUESTION_TOKENS,
-                "seed": recipe.seed,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    write_reading_config(args.out, QUESTION_TOKENS, recipe.seed)
     figures = validation_figures(val, score_pairs(args.out, val))
     train_counts: dict[str, int] = defaultdict(int)
     for r in rows:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections import defaultdict
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from evals.metrics import auc
-from rag.answering.judge import JUDGE_CONFIG, WINDOW_TOKENS, AnswerabilityJudge
+from rag.answering.judge import WINDOW_TOKENS, AnswerabilityJudge
 from rag.answering.verify import (
     DEFAULT_VERIFIER_DIR,
     VERIFIER_CONFIG,
@@ -36,7 +35,7 @@ from rag.answering.verify import (
     restated_terms,
     unsupported_specifics,
 )
-from training.export import export
+from training.export import export, machine, write_reading_config
 from training.recipes import BATCH, SEED
 from training.train_judge import read_pairs, train
 
@@ -253,13 +252,7 @@ def main() -> None:
         minutes = round((time.perf_counter() - started) / 60, 1)
         args.out.mkdir(parents=True, exist_ok=True)
         export(model, args.out, Path(tmp))
-    config = {
-        "max_length": MAX_LENGTH,
-        "window_tokens": WINDOW_TOKENS,
-        "question_tokens": CLAIM_TOKENS,
-        "seed": SEED,
-    }
-    (args.out / JUDGE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    write_reading_config(args.out, CLAIM_TOKENS, SEED)
     calib_evidence = _Evidence(calib, score(args.out, calib))
     threshold = choose_threshold(calib_evidence)
     rule = choose_restatement(calib_evidence, threshold)
@@ -278,7 +271,7 @@ def main() -> None:
         "threshold": threshold,
         "restatement": verifier_config["restatement"],
         "train_minutes": minutes,
-        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
+        "machine": machine(),
         "training_pairs": dict(sorted(counts.items())),
         "validation": figures,
     }

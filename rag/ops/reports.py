@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select
 
 from rag.ops.catalog import Catalog, DocumentState, SourceState
 from rag.ops.db import as_utc, query_log
-from rag.ops.feedback import FeedbackLog, RatedAsk
+from rag.ops.feedback import FeedbackLog, RatedAsk, readable_by
 from rag.ops.jobs import JobLog
 from rag.ops.report_models import (
     CitedDocument,
@@ -335,17 +335,7 @@ def hits_report(
     until: datetime,
     tiers: Collection[str] | None = None,
 ) -> HitsReport:
-    with engine.connect() as conn:
-        rows = list(
-            conn.execute(
-                select(query_log)
-                .where((query_log.c.asked_at >= since) & (query_log.c.asked_at < until))
-                .order_by(query_log.c.asked_at)
-            ).mappings()
-        )
-    if tiers is not None:
-        readable = set(tiers)
-        rows = [r for r in rows if set(r["allowed_tiers"]) <= readable]
+    rows = _asks(engine, since, until, tiers)
     t = _Tally()
     for r in rows:
         t.add(r, (as_utc(r["asked_at"]) or since).date().isoformat())
@@ -408,6 +398,21 @@ def hits_report(
             for day, outcomes in sorted(t.daily.items())
         ],
     )
+
+
+def _asks(
+    engine: Engine, since: datetime, until: datetime, tiers: Collection[str] | None
+) -> list[Any]:
+    """The window's asks that a reader of `tiers` may see (made with a key reading no more)."""
+    with engine.connect() as conn:
+        rows = list(
+            conn.execute(
+                select(query_log)
+                .where((query_log.c.asked_at >= since) & (query_log.c.asked_at < until))
+                .order_by(query_log.c.asked_at)
+            ).mappings()
+        )
+    return [r for r in rows if readable_by(r["allowed_tiers"], tiers)]
 
 
 def _rate(part: int, whole: int) -> float | None:

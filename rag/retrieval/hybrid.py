@@ -18,7 +18,7 @@ import numpy as np
 
 from rag.retrieval.bm25 import BM25Encoder, term_id
 from rag.retrieval.embedding import DenseEmbedder
-from rag.retrieval.store import ChunkFilter, VectorStore
+from rag.retrieval.store import ChunkFilter, StoreQuery, VectorStore
 from rag.retrieval.store.base import Fusion, QueryMode
 from rag.types import Candidate, SparseVector, utc_now
 
@@ -55,16 +55,16 @@ class HybridRetriever:
         dense = vectors.dense.tolist()
         out: list[Candidate] = []
         for tier in tiers:
-            hits = self.store.query(
-                tier,
+            query = StoreQuery(
+                limit,
                 dense,
                 vectors.sparse,
-                limit,
                 where=live,
                 mode=mode,
                 fusion=self.fusion,
                 prefetch_limit=max(self.prefetch_limit, limit),
             )
+            hits = self.store.query(tier, query)
             if not hits:
                 continue
             candidates = [Candidate(h.payload, fused=h.score) for h in hits]
@@ -83,10 +83,10 @@ class HybridRetriever:
         live = ChunkFilter(live_at=utc_now())
         out = []
         for term in terms:
-            probe = SparseVector([term_id(term)], [1.0])
-            if not any(
-                self.store.query(tier, None, probe, 1, where=live, mode="sparse") for tier in tiers
-            ):
+            probe = StoreQuery(
+                1, sparse=SparseVector([term_id(term)], [1.0]), where=live, mode="sparse"
+            )
+            if not any(self.store.query(tier, probe) for tier in tiers):
                 out.append(term)
         return out
 
@@ -98,13 +98,15 @@ class HybridRetriever:
         n = len(ids)
         dense_scores = {
             h.chunk_id: h.score
-            for h in self.store.query(tier, dense, None, n, where=only, mode="dense")
+            for h in self.store.query(tier, StoreQuery(n, dense, where=only, mode="dense"))
         }
         bm25_scores: dict[str, float] = {}
         if sparse.indices:
             bm25_scores = {
                 h.chunk_id: h.score
-                for h in self.store.query(tier, None, sparse, n, where=only, mode="sparse")
+                for h in self.store.query(
+                    tier, StoreQuery(n, sparse=sparse, where=only, mode="sparse")
+                )
             }
         for c in candidates:
             c.dense = dense_scores.get(c.chunk_id, 0.0)

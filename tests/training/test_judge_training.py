@@ -247,7 +247,7 @@ def _pair(qid: str, set_: str, kind: str, label: int, split: str = "train") -> d
 
 @pytest.mark.unit
 def test_training_recipes_choose_pairs_as_they_say():
-    from training.recipes import RECIPE
+    from training.recipes import RECIPE, RECIPES
     from training.train_judge import training_rows
 
     pairs = []
@@ -285,10 +285,10 @@ def test_training_recipes_choose_pairs_as_they_say():
     assert shipped.count("halueval near_miss_swap") == 2
     assert shipped.count("halueval near_miss_drop") == 2
     assert shipped.count("fitzgov positive") == 2 and shipped.count("fitzgov abstention") == 1
-    # every reading-set train pair, `reading_copies` times
-    assert shipped.count("reading positive") == RECIPE.reading_copies
-    assert shipped.count("reading qualifier_swap") == RECIPE.reading_copies
-    assert "reading" not in " ".join(kinds(replace(RECIPE, reading_copies=0)))
+    # the shipped judge learns no reading-set pair; "reading-3" each train pair three times
+    assert "reading" not in " ".join(shipped)
+    reading = kinds(RECIPES["reading-3"])
+    assert reading.count("reading positive") == reading.count("reading qualifier_swap") == 3
     # the training-only categories' pairs when asked for, once each (only `positive` is copied)
     extra = kinds(replace(RECIPE, fitz_training_only=("dispute", "grounding", "relevance")))
     assert [k for k in extra if k not in shipped] == [

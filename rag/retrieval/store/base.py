@@ -88,6 +88,20 @@ class ChunkFilter:
     ocr_flagged: bool = False
 
 
+@dataclass(frozen=True)
+class StoreQuery:
+    """One engine query of one tier: `hybrid` fuses the dense and the BM25 (sparse) nearest in
+    the engine (`fusion` over `prefetch_limit` of each); `dense` or `sparse` ranks by one."""
+
+    limit: int
+    dense: Sequence[float] | None = None
+    sparse: SparseVector | None = None
+    where: ChunkFilter | None = None
+    mode: QueryMode = "hybrid"
+    fusion: Fusion = "rrf"
+    prefetch_limit: int = 50
+
+
 class ConditionFactory(Protocol):
     """How a backend spells the few payload conditions the store uses."""
 
@@ -100,6 +114,18 @@ class ConditionFactory(Protocol):
     def at_or_before(self, key: str, instant: datetime) -> Any: ...
 
     def is_empty(self, key: str) -> Any: ...
+
+    def filter(self, must: list[Any] | None, must_not: list[Any] | None) -> Any: ...
+
+
+def engine_filter(where: ChunkFilter | None, spell: ConditionFactory) -> Any | None:
+    """`where` as the backend's filter; None when it filters nothing."""
+    if where is None:
+        return None
+    must, must_not = conditions(where, spell)
+    if not must and not must_not:
+        return None
+    return spell.filter(must or None, must_not or None)
 
 
 def conditions(where: ChunkFilter, spell: ConditionFactory) -> tuple[list[Any], list[Any]]:
@@ -144,17 +170,7 @@ class VectorStore(Protocol):
 
     def dense_vectors(self, tier: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]: ...
 
-    def query(
-        self,
-        tier: str,
-        dense: Sequence[float] | None,
-        sparse: SparseVector | None,
-        limit: int,
-        where: ChunkFilter | None = None,
-        mode: QueryMode = "hybrid",
-        fusion: Fusion = "rrf",
-        prefetch_limit: int = 50,
-    ) -> list[ScoredChunk]: ...
+    def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]: ...
 
     def optimize(self, tier: str) -> None: ...
 

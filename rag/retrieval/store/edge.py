@@ -48,15 +48,14 @@ from rag.retrieval.store.base import (
     SPARSE,
     ChunkFilter,
     Dim,
-    Fusion,
-    QueryMode,
     StoreError,
     StoreFullError,
     StoreLockedError,
     StoreMissingError,
+    StoreQuery,
     StoreReadOnlyError,
     check_tier,
-    conditions,
+    engine_filter,
     resolve_dim,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector, iso
@@ -95,14 +94,12 @@ class _Spell:
     def is_empty(self, key: str) -> Any:
         return qe.IsEmptyCondition(key)
 
+    def filter(self, must: list[Any] | None, must_not: list[Any] | None) -> Any:
+        return qe.Filter(must=must, must_not=must_not)
+
 
 def _filter(where: ChunkFilter | None) -> qe.Filter | None:
-    if where is None:
-        return None
-    must, must_not = conditions(where, _Spell())
-    if not must and not must_not:
-        return None
-    return qe.Filter(must=must or None, must_not=must_not or None)
+    return engine_filter(where, _Spell())  # type: ignore[no-any-return]
 
 
 def _sparse(vec: SparseVector) -> qe.SparseVector:
@@ -429,34 +426,24 @@ class EdgeStore:
                 out[str(rec.id)] = list(vector[DENSE])  # type: ignore[arg-type]
         return out
 
-    def query(
-        self,
-        tier: str,
-        dense: Sequence[float] | None,
-        sparse: SparseVector | None,
-        limit: int,
-        where: ChunkFilter | None = None,
-        mode: QueryMode = "hybrid",
-        fusion: Fusion = "rrf",
-        prefetch_limit: int = 50,
-    ) -> list[ScoredChunk]:
+    def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]:
         shard = self._ready(tier)
-        flt = _filter(where)
-        dense_q = qe.Query.Nearest(list(dense), using=DENSE) if dense is not None else None
-        sparse_q = qe.Query.Nearest(_sparse(sparse), using=SPARSE) if sparse is not None else None
-        if mode == "dense":
-            request = qe.QueryRequest(limit=limit, query=dense_q, filter=flt, with_payload=True)
-        elif mode == "sparse":
-            request = qe.QueryRequest(limit=limit, query=sparse_q, filter=flt, with_payload=True)
+        flt = _filter(q.where)
+        dense = qe.Query.Nearest(list(q.dense), using=DENSE) if q.dense is not None else None
+        sparse = qe.Query.Nearest(_sparse(q.sparse), using=SPARSE) if q.sparse is not None else None
+        if q.mode == "dense":
+            request = qe.QueryRequest(limit=q.limit, query=dense, filter=flt, with_payload=True)
+        elif q.mode == "sparse":
+            request = qe.QueryRequest(limit=q.limit, query=sparse, filter=flt, with_payload=True)
         else:
             prefetches = [
-                qe.Prefetch(limit=prefetch_limit, query=q, filter=flt)
-                for q in (dense_q, sparse_q)
-                if q is not None
+                qe.Prefetch(limit=q.prefetch_limit, query=nearest, filter=flt)
+                for nearest in (dense, sparse)
+                if nearest is not None
             ]
-            fused: Any = qe.Fusion.Rrf(k=60) if fusion == "rrf" else qe.Fusion.Dbsf()
+            fused: Any = qe.Fusion.Rrf(k=60) if q.fusion == "rrf" else qe.Fusion.Dbsf()
             request = qe.QueryRequest(
-                limit=limit,
+                limit=q.limit,
                 prefetches=prefetches,
                 query=fused,
                 with_payload=True,

@@ -29,12 +29,11 @@ from rag.retrieval.store.base import (
     SPARSE,
     ChunkFilter,
     Dim,
-    Fusion,
-    QueryMode,
     StoreError,
+    StoreQuery,
     StoreUnreachableError,
     check_tier,
-    conditions,
+    engine_filter,
     resolve_dim,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector
@@ -62,14 +61,12 @@ class _Spell:
     def is_empty(self, key: str) -> Any:
         return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
 
+    def filter(self, must: list[Any] | None, must_not: list[Any] | None) -> Any:
+        return models.Filter(must=must, must_not=must_not)
+
 
 def _filter(where: ChunkFilter | None) -> models.Filter | None:
-    if where is None:
-        return None
-    must, must_not = conditions(where, _Spell())
-    if not must and not must_not:
-        return None
-    return models.Filter(must=must or None, must_not=must_not or None)
+    return engine_filter(where, _Spell())  # type: ignore[no-any-return]
 
 
 def _sparse(vec: SparseVector) -> models.SparseVector:
@@ -251,60 +248,37 @@ class QdrantServerStore:
                 out[str(rec.id)] = list(rec.vector[DENSE])  # type: ignore[arg-type]
         return out
 
-    def query(
-        self,
-        tier: str,
-        dense: Sequence[float] | None,
-        sparse: SparseVector | None,
-        limit: int,
-        where: ChunkFilter | None = None,
-        mode: QueryMode = "hybrid",
-        fusion: Fusion = "rrf",
-        prefetch_limit: int = 50,
-    ) -> list[ScoredChunk]:
+    def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]:
         name = self._ensure(tier)
-        flt = _filter(where)
+        flt = _filter(q.where)
+        search = functools.partial(self._client.query_points, name, limit=q.limit)
         query: Callable[[], models.QueryResponse]
-        if mode == "dense":
+        if q.mode == "dense":
             query = functools.partial(
-                self._client.query_points,
-                name,
-                query=list(dense or []),
-                using=DENSE,
-                query_filter=flt,
-                limit=limit,
+                search, query=list(q.dense or []), using=DENSE, query_filter=flt
             )
-        elif mode == "sparse":
-            assert sparse is not None
+        elif q.mode == "sparse":
+            assert q.sparse is not None
             query = functools.partial(
-                self._client.query_points,
-                name,
-                query=_sparse(sparse),
-                using=SPARSE,
-                query_filter=flt,
-                limit=limit,
+                search, query=_sparse(q.sparse), using=SPARSE, query_filter=flt
             )
         else:
             prefetch = []
-            if dense is not None:
+            if q.dense is not None:
                 prefetch.append(
                     models.Prefetch(
-                        query=list(dense), using=DENSE, filter=flt, limit=prefetch_limit
+                        query=list(q.dense), using=DENSE, filter=flt, limit=q.prefetch_limit
                     )
                 )
-            if sparse is not None:
+            if q.sparse is not None:
                 prefetch.append(
                     models.Prefetch(
-                        query=_sparse(sparse), using=SPARSE, filter=flt, limit=prefetch_limit
+                        query=_sparse(q.sparse), using=SPARSE, filter=flt, limit=q.prefetch_limit
                     )
                 )
-            method = models.Fusion.RRF if fusion == "rrf" else models.Fusion.DBSF
+            method = models.Fusion.RRF if q.fusion == "rrf" else models.Fusion.DBSF
             query = functools.partial(
-                self._client.query_points,
-                name,
-                prefetch=prefetch,
-                query=models.FusionQuery(fusion=method),
-                limit=limit,
+                search, prefetch=prefetch, query=models.FusionQuery(fusion=method)
             )
         resp = self._call("query", query)
         return [
