@@ -61,6 +61,19 @@ class IngestRequest:
     trigger: str = "cli"
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One ingestion run's context, handed to each of its steps: what was asked, its job, the
+    catalog's documents of the source as the run found them, and the run's timestamps (every
+    chunk written or re-verified expires at `expires_at`)."""
+
+    request: IngestRequest
+    job: JobRecord
+    known: dict[str, DocumentState]
+    now: datetime
+    expires_at: datetime
+
+
 @dataclass
 class _Item:
     """One unit of a source: a loaded document, or the reason it failed."""
@@ -148,8 +161,14 @@ class Ingestor:
             request.source, request.tier, str(request.path.resolve()), request.ttl
         )
         now = utc_now()
-        expires_at = now + parse_duration(request.ttl)
-        known = self.catalog.documents(request.source)
+        run = _Run(
+            request,
+            job,
+            self.catalog.documents(request.source),
+            now,
+            now + parse_duration(request.ttl),
+        )
+        known = run.known
         items, total = self._items(request.path)
         self.jobs.start(job, total)
         first_seen: dict[str, str] = {}  # doc id -> where it first appeared in this run
@@ -158,7 +177,7 @@ class Ingestor:
         done = 0
 
         def flush() -> None:
-            self._write(request, job, pending, known, now, expires_at)
+            self._write(run, pending)
             pending.clear()
 
         for item in items:
@@ -187,8 +206,8 @@ class Ingestor:
             if len(pending) >= BATCH_DOCS or sum(len(d.text) for d in pending) >= BATCH_CHARS:
                 flush()
         flush()
-        self._reverify(request, unchanged, now, expires_at)
-        removed = self._delete_missing(request, job, known, set(first_seen))
+        self._reverify(run, unchanged)
+        removed = self._delete_missing(run, set(first_seen))
         if removed or job.counts["updated"]:
             # Deleted points still count in the engine's IDF until segments are optimised.
             self.store.optimize(request.tier)
@@ -218,15 +237,8 @@ class Ingestor:
 
         return load_all(), len(files)
 
-    def _write(
-        self,
-        request: IngestRequest,
-        job: JobRecord,
-        docs: list[LoadedDocument],
-        known: dict[str, DocumentState],
-        now: datetime,
-        expires_at: datetime,
-    ) -> None:
+    def _write(self, run: _Run, docs: list[LoadedDocument]) -> None:
+        request, known = run.request, run.known
         if not docs:
             return
         if self._chunker is None:
@@ -246,7 +258,7 @@ class Ingestor:
         for doc, chunks, lens in zip(docs, embedded, lengths):
             previous = known.get(doc.doc_id)
             version = previous.version + 1 if previous else 1
-            points = [self._point(request, doc, c, version, now, expires_at, avgdl) for c in chunks]
+            points = [self._point(run, doc, c, version, avgdl) for c in chunks]
             new_ids = [p.id for p in points]
             self.store.upsert(request.tier, points)
             self.store.delete(
@@ -263,27 +275,20 @@ class Ingestor:
                 chunk_ids=new_ids,
                 token_total=sum(lens),
                 source_modified_at=doc.modified_at,
-                ingested_at=now,
-                verified_at=now,
-                expires_at=expires_at,
+                ingested_at=run.now,
+                verified_at=run.now,
+                expires_at=run.expires_at,
             )
             self.catalog.save_document(state, previous)
             status = "updated" if previous else "added"
             self.jobs.record_file(
-                job, FileResult(doc.doc_id, status, _notes(doc), chunks=len(points))
+                run.job, FileResult(doc.doc_id, status, _notes(doc), chunks=len(points))
             )
 
     def _point(
-        self,
-        request: IngestRequest,
-        doc: LoadedDocument,
-        piece: EmbeddedChunk,
-        version: int,
-        now: datetime,
-        expires_at: datetime,
-        avgdl: float,
+        self, run: _Run, doc: LoadedDocument, piece: EmbeddedChunk, version: int, avgdl: float
     ) -> ChunkPoint:
-        chunk = piece.chunk
+        request, chunk = run.request, piece.chunk
         chunk_hash = content_hash(chunk.text)
         section = doc.section_at(chunk.char_start)
         ocr = section.ocr_confidence if section else None
@@ -301,8 +306,8 @@ class Ingestor:
             char_start=chunk.char_start,
             char_end=chunk.char_end,
             source_modified_at=iso(doc.modified_at),
-            ingested_at=iso(now),
-            expires_at=iso(expires_at),
+            ingested_at=iso(run.now),
+            expires_at=iso(run.expires_at),
             content_hash=chunk_hash,
             doc_hash=doc.content_hash,
             version=version,
@@ -319,10 +324,9 @@ class Ingestor:
             sparse=self.bm25.encode_document(chunk.text, avgdl),
         )
 
-    def _reverify(
-        self, request: IngestRequest, doc_ids: list[str], now: datetime, expires_at: datetime
-    ) -> None:
+    def _reverify(self, run: _Run, doc_ids: list[str]) -> None:
         """Unchanged documents were just re-read from their source: their TTL starts again."""
+        request, now, expires_at = run.request, run.now, run.expires_at
         for start in range(0, len(doc_ids), 500):
             batch = doc_ids[start : start + 500]
             self.store.set_payload(
@@ -332,13 +336,8 @@ class Ingestor:
             )
             self.catalog.touch_documents(request.source, batch, now, expires_at)
 
-    def _delete_missing(
-        self,
-        request: IngestRequest,
-        job: JobRecord,
-        known: dict[str, DocumentState],
-        seen: set[str],
-    ) -> int:
+    def _delete_missing(self, run: _Run, seen: set[str]) -> int:
+        request, job, known = run.request, run.job, run.known
         gone = [doc_id for doc_id in known if doc_id not in seen]
         for doc_id in gone:
             state = known[doc_id]
