@@ -141,6 +141,10 @@ def _source_freshness(
     last_job = jobs.get(last[0].job_id) if last else None
     indexed = src.tier in store.tiers
     soon = now + timedelta(hours=24)
+
+    def count(**where: Any) -> int:
+        return store.count(src.tier, ChunkFilter(source=src.name, **where)) if indexed else 0
+
     return SourceFreshness(
         source=src.name,
         tier=src.tier,
@@ -159,16 +163,10 @@ def _source_freshness(
         else None,
         overdue=source_overdue(src, now),
         chunks_expiring_24h=sum(len(d.chunk_ids) for d in docs if now < d.expires_at <= soon),
-        chunks_expired_unswept=store.count(src.tier, ChunkFilter(source=src.name, expired_at=now))
-        if indexed
-        else 0,
-        chunks_flagged=store.count(src.tier, ChunkFilter(source=src.name, flagged=True))
-        if indexed
-        else 0,
+        chunks_expired_unswept=count(expired_at=now),
+        chunks_flagged=count(flagged=True),
         flagged=_flagged(store, src.tier, src.name) if indexed else [],
-        chunks_ocr_flagged=store.count(src.tier, ChunkFilter(source=src.name, ocr_flagged=True))
-        if indexed
-        else 0,
+        chunks_ocr_flagged=count(ocr_flagged=True),
         ocr_flagged=_ocr_flagged(store, src.tier, src.name) if indexed else [],
         last_job=last_job.to_dict(with_files=False) if last_job else None,
         last_failures=[

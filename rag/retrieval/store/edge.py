@@ -99,7 +99,7 @@ class _Spell:
 
 
 def _filter(where: ChunkFilter | None) -> qe.Filter | None:
-    return engine_filter(where, _Spell())  # type: ignore[no-any-return]
+    return engine_filter(where, _Spell())
 
 
 def _sparse(vec: SparseVector) -> qe.SparseVector:

@@ -66,7 +66,7 @@ class _Spell:
 
 
 def _filter(where: ChunkFilter | None) -> models.Filter | None:
-    return engine_filter(where, _Spell())  # type: ignore[no-any-return]
+    return engine_filter(where, _Spell())
 
 
 def _sparse(vec: SparseVector) -> models.SparseVector:
