@@ -1,15 +1,17 @@
-"""The operator dashboard: one server-rendered page (`templates/dashboard.html`), tables and
-inline SVG charts, drawn from the typed freshness and hits reports.
+"""The operator pages, server-rendered from `templates/`: the dashboard (tables and inline SVG
+charts drawn from the typed freshness and hits reports), the ask page and its login.
 
-Nothing is fetched from a CDN or the network: the page is self-contained HTML.
+Nothing is fetched from a CDN or the network: every page is self-contained HTML.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from rag.answering.confidence import sigmoid
 from rag.ops.report_models import FreshnessReport, HitsReport
 
 # Youngest to oldest, one per `rag.ops.reports.AGE_BUCKETS`.
@@ -34,9 +36,15 @@ def _environment() -> Environment:
     )
     env.filters["figure_text"] = figure_text
     env.filters["zip"] = zip
+    env.filters["sigmoid"] = sigmoid
     return env
 
 
+def render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(**context)
+
+
 def render_dashboard(freshness: FreshnessReport, hits: HitsReport, days: int) -> str:
-    template = _environment().get_template("dashboard.html")
-    return template.render(freshness=freshness, hits=hits, days=days, age_colours=AGE_COLOURS)
+    return render(
+        "dashboard.html", freshness=freshness, hits=hits, days=days, age_colours=AGE_COLOURS
+    )

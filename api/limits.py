@@ -8,7 +8,6 @@ trickling its body held a worker forever, and one key could take the whole machi
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import threading
@@ -142,11 +141,12 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    def take(self, key: str) -> float:
+    def take(self, who: str) -> float:
+        """`who` is the key's digest (`rag.ops.auth.key_digest`): the process never keeps a
+        usable key in memory, and a key spends one bucket whether it comes as a header or as a
+        browser session."""
         if not self.enabled:
             return 0.0
-        # Buckets are keyed by a digest: the process never keeps a usable key in memory.
-        who = hashlib.sha256(key.encode()).hexdigest()
         now = self.clock()
         with self._lock:
             tokens, at = self._buckets.get(who, (self.burst, now))
@@ -157,9 +157,9 @@ class RateLimiter:
             self._buckets[who] = (tokens, now)
             return (1.0 - tokens) / self.rate
 
-    def check(self, key: str) -> None:
-        """Raise 429 with `Retry-After` (whole seconds, rounded up) when `key` is over its rate."""
-        wait = self.take(key)
+    def check(self, who: str) -> None:
+        """Raise 429 with `Retry-After` (whole seconds, rounded up) when `who` is over its rate."""
+        wait = self.take(who)
         if wait > 0:
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from api.auth import LoginRequired
 from api.limits import BodyLimit, RateLimiter
-from api.routes import ask, feedback, health, jobs, reports, sources
+from api.routes import ask, dashboard, feedback, health, jobs, reports, sources
+from api.session import Sessions
 from rag.retrieval.store import StoreError
 from rag.settings import Settings
 from service.container import Services, configure
@@ -48,6 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst)
+    app.state.sessions = Sessions(settings.session_secret, settings.session_hours)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: LoginRequired) -> Response:
+        return dashboard.login_redirect(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -80,4 +87,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(reports.router)
     app.include_router(feedback.router)
+    app.include_router(dashboard.router)
     return app

@@ -109,9 +109,6 @@ class AskPipeline:
         hits = [
             SearchHit(
                 **c.brief().model_dump(),
-                dense=round(c.dense, 6),
-                bm25=round(c.bm25, 6),
-                judge=None if c.judge is None else round(c.judge, 4),
                 title=c.payload.title,
                 section=c.payload.section,
                 text=c.payload.text,
@@ -292,7 +289,7 @@ class AskPipeline:
                 {**c.brief().model_dump(), "fused": round(c.fused, 6)}
                 for c in d.found[: self.candidates]
             ],
-            reranked=[{**c.brief().model_dump(), "judge": c.judge} for c in d.ranked[:top_k]],
+            reranked=[c.brief().model_dump() for c in d.ranked[:top_k]],
             cited=[
                 {
                     "chunk_id": c.candidate.chunk_id,

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=30.0, gt=0)
     rate_limit_per_min: float = Field(default=600.0, ge=0)
     rate_limit_burst: int = Field(default=60, ge=1)
+    # Browser sessions of the operator pages (/dashboard): an API key typed into the login page
+    # is exchanged for a signed cookie that lasts this long. Signed with this secret; unset, a
+    # random one per process (sessions then end when the server restarts, and several API
+    # processes behind one address need the same secret).
+    session_secret: str | None = Field(default=None, min_length=32)
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
     # Generative answers: off unless providers are configured. OpenAI-compatible endpoints tried
     # in order (DESIGN.md §3: name, base_url, model, api_key_env, timeout_s, prices per 1k).

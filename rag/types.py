@@ -205,6 +205,9 @@ class Candidate(_OfChunk):
             score=round(self.score, 6),
             tier=p.tier,
             source=p.source,
+            dense=round(self.dense, 6),
+            bm25=round(self.bm25, 6),
+            judge=None if self.judge is None else round(self.judge, 4),
         )
 
 
@@ -249,6 +252,11 @@ class RetrievedChunk(BaseModel):
     score: float
     tier: str
     source: str
+    # The evidence behind `score`: the engine's dense cosine and BM25 score, and the evidence
+    # model's logit for the window it read (None where it did not read this chunk).
+    dense: float = 0.0
+    bm25: float = 0.0
+    judge: float | None = None
 
 
 class ClosestSource(RetrievedChunk):
@@ -326,9 +334,6 @@ class AskResult(BaseModel):
 class SearchHit(RetrievedChunk):
     """A reranked chunk with the evidence behind its score and its text."""
 
-    dense: float
-    bm25: float
-    judge: float | None = None  # the answerability judge's logit; None where it did not read it
     title: str
     section: str
     text: str

@@ -1026,9 +1026,14 @@ def test_reports_sources_and_jobs_show_each_key_only_its_tiers(
         page = Scan(frozenset(), world.forbidden_markers(frozenset()))
         page.text(_get(world, path, None).text, path)
         problems += page.problems
-    # Without a key, nothing.
-    for path in ("/reports/freshness", "/reports/hits", "/dashboard", "/sources", "/ingest/jobs"):
+    # Without a key, nothing: the API says 401, the operator pages send a browser to log in.
+    for path in ("/reports/freshness", "/reports/hits", "/sources", "/ingest/jobs"):
         expect("no key", path, _get(world, path, None).status_code, 401)
+    for path in ("/dashboard", "/dashboard/ask"):
+        response = _get(world, path, None)
+        expect("no key", path, response.status_code, 303)
+        if not response.headers.get("location", "").startswith("/dashboard/login?next="):
+            problems.append(f"no key {path}: sent to {response.headers.get('location')}")
     where = Counter(p.split()[1] for p in problems)
     assert not problems, f"{len(problems)} leaks {dict(where)}; the first 30:\n" + "\n".join(
         problems[:30]

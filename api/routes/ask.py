@@ -6,7 +6,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
@@ -47,7 +47,9 @@ class AskRequest(BaseModel):
         return value
 
 
-def _tiers(services: Services, principal: Principal, requested: list[str] | None) -> list[str]:
+def permitted_tiers(
+    services: Services, principal: Principal, requested: list[str] | None
+) -> list[str]:
     try:
         return resolve_tiers(list(services.settings.tiers), principal.tiers, requested)
     except TierError as exc:
@@ -65,7 +67,7 @@ async def create_answer(
     sentence with its citation markers (for generated answers: already verified), then one
     `result` event holding the whole answer, which is authoritative (`error` if the ask
     failed)."""
-    tiers = _tiers(services, principal, body.tiers)
+    tiers = permitted_tiers(services, principal, body.tiers)
     ask = functools.partial(
         services.asker.ask, body.question, tiers, body.top_k, principal.tiers, principal.name
     )
@@ -74,10 +76,19 @@ async def create_answer(
     # A stream's status is sent before the answer exists: a store that cannot serve is a
     # 503 now (the exception handler), not an error event after a 200.
     await run_in_threadpool(services.store.check)
-    return StreamingResponse(_events(ask), media_type="text/event-stream")
+    return StreamingResponse(events(ask), media_type="text/event-stream")
 
 
-async def _events(ask: functools.partial[AskResult]) -> AsyncIterator[str]:
+def _as_json(result: AskResult) -> str:
+    return result.model_dump_json()
+
+
+async def events(
+    ask: functools.partial[AskResult], encode: Callable[[AskResult], str] = _as_json
+) -> AsyncIterator[str]:
+    """Server-sent events of one ask: `sentence` events as the answer's sentences become
+    final, then one `result` event (`encode`d: the answer as JSON, or the ask page's HTML),
+    or an `error` event."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -100,7 +111,7 @@ async def _events(ask: functools.partial[AskResult]) -> AsyncIterator[str]:
         detail = json.dumps({"detail": "the ask failed; see the server log"})
         yield f"event: error\ndata: {detail}\n\n"
         return
-    yield f"event: result\ndata: {result.model_dump_json()}\n\n"
+    yield f"event: result\ndata: {encode(result)}\n\n"
 
 
 @router.post("/search")
@@ -108,5 +119,5 @@ async def create_search(
     body: AskRequest, services: ServicesDep, principal: PrincipalDep
 ) -> SearchResult:
     """Retrieval only: the reranked chunks with their scores, no answer."""
-    tiers = _tiers(services, principal, body.tiers)
+    tiers = permitted_tiers(services, principal, body.tiers)
     return await run_in_threadpool(services.asker.search, body.question, tiers, body.top_k)

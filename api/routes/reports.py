@@ -1,4 +1,4 @@
-"""Operator reports as JSON, the dashboard page, and Prometheus metrics."""
+"""Operator reports as JSON (the dashboard page renders the same), and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import PrincipalDep
-from api.dashboard import render_dashboard
 from api.deps import ServicesDep
 from rag.ops.auth import Principal
 from rag.ops.metrics import CHUNKS, OVERDUE_SOURCES
@@ -24,13 +23,13 @@ Days = Query(default=7, ge=1, le=365, description="window length in days, ending
 
 
 # Each key is shown the rows of the tiers it may read, and the asks of keys that read no more.
-def _freshness(services: Services, principal: Principal) -> FreshnessReport:
+def freshness_for(services: Services, principal: Principal) -> FreshnessReport:
     return freshness_report(
         services.catalog, services.jobs, services.store, utc_now(), principal.tiers
     )
 
 
-def _hits(services: Services, principal: Principal, days: int) -> HitsReport:
+def hits_for(services: Services, principal: Principal, days: int) -> HitsReport:
     now = utc_now()
     since = now - timedelta(days=days)
     return hits_report(services.engine, services.catalog, since, now, principal.tiers)
@@ -39,21 +38,13 @@ def _hits(services: Services, principal: Principal, days: int) -> HitsReport:
 @router.get("/reports/freshness")
 async def read_freshness(services: ServicesDep, principal: PrincipalDep) -> FreshnessReport:
     """What is stale, expiring, overdue or failing, per source and tier."""
-    return await run_in_threadpool(_freshness, services, principal)
+    return await run_in_threadpool(freshness_for, services, principal)
 
 
 @router.get("/reports/hits")
 async def read_hits(services: ServicesDep, principal: PrincipalDep, days: int = Days) -> HitsReport:
     """How often questions find evidence, what is cited, refused and never retrieved."""
-    return await run_in_threadpool(_hits, services, principal, days)
-
-
-@router.get("/dashboard", response_class=HTMLResponse)
-async def read_dashboard(services: ServicesDep, principal: PrincipalDep, days: int = Days) -> str:
-    """The operator dashboard (self-contained HTML)."""
-    freshness = await run_in_threadpool(_freshness, services, principal)
-    hits = await run_in_threadpool(_hits, services, principal, days)
-    return render_dashboard(freshness, hits, days)
+    return await run_in_threadpool(hits_for, services, principal, days)
 
 
 def _gauges(services: Services) -> None:

@@ -20,8 +20,10 @@ from rag.types import utc_now
 KEY_PREFIX = "rgo_"
 
 
-def _hash(key: str) -> str:
-    # Keys are 256-bit random tokens: a plain SHA-256 is enough, no password stretching needed.
+def key_digest(key: str) -> str:
+    """What identifies a key once it is issued: the database, the rate limiter and browser
+    sessions hold this, never the key. Keys are 256-bit random tokens: a plain SHA-256 is
+    enough, no password stretching needed."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -49,7 +51,7 @@ class KeyStore:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(api_keys).values(
-                    name=name, key_hash=_hash(key), tiers=list(tiers), created_at=utc_now()
+                    name=name, key_hash=key_digest(key), tiers=list(tiers), created_at=utc_now()
                 )
             )
         return CreatedKey(key=key, name=name, tiers=list(tiers))
@@ -62,10 +64,14 @@ class KeyStore:
         return bool(count)
 
     def principal(self, key: str) -> Principal | None:
+        return self.principal_by_digest(key_digest(key))
+
+    def principal_by_digest(self, digest: str) -> Principal | None:
+        """The live key with this digest (`key_digest`), or None when unknown or revoked."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(api_keys.c.name, api_keys.c.tiers).where(
-                    (api_keys.c.key_hash == _hash(key)) & api_keys.c.revoked_at.is_(None)
+                    (api_keys.c.key_hash == digest) & api_keys.c.revoked_at.is_(None)
                 )
             ).first()
         return Principal(name=row[0], tiers=list(row[1])) if row else None
