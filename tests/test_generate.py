@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from typing import Any
 
 import pytest
@@ -135,6 +136,26 @@ def test_a_fabricated_sentence_is_removed(client, llms):
     assert "1987" not in body["answer"] and "14 characters" in body["answer"]
     (dropped,) = body["generator"]["dropped_sentences"]
     assert "1987" in dropped["sentence"] and "1987" in dropped["reason"]
+
+
+def test_the_ask_page_shows_a_generated_answer_and_the_sentence_it_dropped(client, llms):
+    primary, _ = llms
+
+    def write(body: dict[str, Any]) -> str:
+        n = cite(body, "14 characters")
+        return (
+            f"Passwords for company accounts must be at least 14 characters long {n}. "
+            f"They must also contain the founding year 1987 {n}."
+        )
+
+    primary.script = [Respond(write)]
+    page = client.get("/dashboard/ask").text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    shown = client.post("/dashboard/ask", data={"question": PASSWORDS, "csrf": csrf}).text
+    assert "answer by<b>llm (primary)</b>" in shown
+    (dropped,) = re.findall(r'<tr data-role="dropped"><td>([^<]*)</td><td>([^<]*)</td>', shown)
+    assert "1987" in dropped[0] and "1987" in unescape(dropped[1])
+    assert "1987" not in re.search(r'data-role="answer">([^<]*)<', shown).group(1)  # type: ignore[union-attr]
 
 
 def test_a_sentence_copied_verbatim_from_its_passage_is_kept(client, llms):
