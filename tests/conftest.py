@@ -121,6 +121,37 @@ def services_factory(tmp_path: Path, embedder):  # type: ignore[no-untyped-def]
         services.close()
 
 
+# Two one-document sources in two tiers, for tests of what a one-tier key may see.
+ALPHA = "When do the Alpha servers restart?"
+BETA = "When is the Beta cluster backed up?"
+
+
+def two_tier_sources(tmp_path: Path) -> tuple[Path, Path]:
+    """Folders for the verified tier (Alpha) and the internal tier (Beta)."""
+    verified, internal = tmp_path / "verified", tmp_path / "internal"
+    verified.mkdir()
+    internal.mkdir()
+    (verified / "alpha.md").write_text("# Alpha\n\nAlpha servers restart every Sunday at 03:00.\n")
+    (internal / "beta.md").write_text("# Beta\n\nThe Beta cluster is backed up nightly at 01:00.\n")
+    return verified, internal
+
+
+def ingest_two_tiers(services: Any, tmp_path: Path) -> dict[str, str]:
+    """Ingest both sources; a key that reads the verified tier ("narrow") and one that reads
+    both ("wide")."""
+    from ingestion.runner import IngestRequest
+    from service.ingest import make_ingestor
+
+    verified, internal = two_tier_sources(tmp_path)
+    ingestor = make_ingestor(services)
+    ingestor.run(IngestRequest("ops", "verified", verified, "30d"))
+    ingestor.run(IngestRequest("infra", "internal", internal, "30d"))
+    return {
+        "narrow": services.keys.create("narrow", ["verified"]).key,
+        "wide": services.keys.create("wide", ["verified", "internal"]).key,
+    }
+
+
 @contextmanager
 def serve_on_loopback(app: Any, start_timeout_s: float = 180) -> Iterator[str]:
     """Run an ASGI app under uvicorn on a free loopback port; yields its base URL."""

@@ -10,21 +10,16 @@ from datetime import UTC, datetime
 from html import unescape
 
 import pytest
-from conftest import make_settings
+from conftest import ALPHA, BETA, ingest_two_tiers, make_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from api.main import create_app
 from api.session import COOKIE, Sessions
-from ingestion.runner import IngestRequest
 from rag.ops.auth import key_digest
 from rag.ops.db import api_keys
-from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
-
-ALPHA = "When do the Alpha servers restart?"
-BETA = "When is the Beta cluster backed up?"
 
 
 def csrf_of(page: str) -> str:
@@ -40,22 +35,10 @@ def roles(page: str, role: str) -> list[str]:
 
 @pytest.fixture
 def site(tmp_path, embedder):  # type: ignore[no-untyped-def]
-    verified, internal = tmp_path / "verified", tmp_path / "internal"
-    verified.mkdir()
-    internal.mkdir()
-    (verified / "alpha.md").write_text("# Alpha\n\nAlpha servers restart every Sunday at 03:00.\n")
-    (internal / "beta.md").write_text("# Beta\n\nThe Beta cluster is backed up nightly at 01:00.\n")
     settings = make_settings(tmp_path, scheduler_enabled=False)
     with TestClient(create_app(settings), follow_redirects=False) as client:
         services = client.app.state.services  # type: ignore[attr-defined]
-        ingestor = make_ingestor(services)
-        ingestor.run(IngestRequest("ops", "verified", verified, "30d"))
-        ingestor.run(IngestRequest("infra", "internal", internal, "30d"))
-        keys = {
-            "narrow": services.keys.create("narrow", ["verified"]).key,
-            "wide": services.keys.create("wide", ["verified", "internal"]).key,
-        }
-        yield client, keys, services
+        yield client, ingest_two_tiers(services, tmp_path), services
 
 
 def login(client: TestClient, key: str) -> str:

@@ -20,13 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_settings, serve_on_loopback
+from conftest import BETA, ingest_two_tiers, make_settings, serve_on_loopback
 from test_dashboard_browser import CHROMIUM, FLAGS
 from websockets.sync.client import ClientConnection, connect
 
 from api.main import create_app
-from ingestion.runner import IngestRequest
-from service.ingest import make_ingestor
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,8 +32,6 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed"),
 ]
 
-ALPHA = "When do the Alpha servers restart?"
-BETA = "When is the Beta cluster backed up?"
 NEVER = "Who won the 1998 World Cup?"
 
 
@@ -105,22 +101,9 @@ class Page:
 
 @pytest.fixture
 def site(tmp_path, embedder) -> Iterator[tuple[str, dict[str, str]]]:  # type: ignore[no-untyped-def]
-    verified, internal = tmp_path / "verified", tmp_path / "internal"
-    verified.mkdir()
-    internal.mkdir()
-    (verified / "alpha.md").write_text("# Alpha\n\nAlpha servers restart every Sunday at 03:00.\n")
-    (internal / "beta.md").write_text("# Beta\n\nThe Beta cluster is backed up nightly at 01:00.\n")
     app = create_app(make_settings(tmp_path, scheduler_enabled=False))
     with serve_on_loopback(app) as base:
-        services = app.state.services
-        ingestor = make_ingestor(services)
-        ingestor.run(IngestRequest("ops", "verified", verified, "30d"))
-        ingestor.run(IngestRequest("infra", "internal", internal, "30d"))
-        keys = {
-            "narrow": services.keys.create("narrow", ["verified"]).key,
-            "wide": services.keys.create("wide", ["verified", "internal"]).key,
-        }
-        yield base, keys
+        yield base, ingest_two_tiers(app.state.services, tmp_path)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from conftest import ALPHA, BETA, make_settings, two_tier_sources
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -21,8 +21,6 @@ from service.ingest import make_ingestor
 pytestmark = pytest.mark.integration
 
 RAGOPS = str(Path(sys.executable).with_name("ragops"))
-ALPHA = "When do the Alpha servers restart?"
-BETA = "When is the Beta cluster backed up?"
 
 
 def ragops(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -32,11 +30,7 @@ def ragops(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def world(tmp_path, embedder):  # type: ignore[no-untyped-def]
-    verified, internal = tmp_path / "verified", tmp_path / "internal"
-    verified.mkdir()
-    internal.mkdir()
-    (verified / "alpha.md").write_text("# Alpha\n\nAlpha servers restart every Sunday at 03:00.\n")
-    (internal / "beta.md").write_text("# Beta\n\nThe Beta cluster is backed up nightly at 01:00.\n")
+    verified, internal = two_tier_sources(tmp_path)
     settings = make_settings(tmp_path, scheduler_enabled=False)
     return tmp_path, settings, verified, internal
 

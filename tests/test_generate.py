@@ -86,6 +86,15 @@ def good(body: dict[str, Any]) -> str:
     )
 
 
+def fabricating(body: dict[str, Any]) -> str:
+    """A true sentence of the passage, then one it never says."""
+    n = cite(body, "14 characters")
+    return (
+        f"Passwords for company accounts must be at least 14 characters long {n}. "
+        f"They must also contain the founding year 1987 {n}."
+    )
+
+
 def ask(client: TestClient, question: str = PASSWORDS) -> dict[str, Any]:
     response = client.post("/ask", json={"question": question})
     assert response.status_code == 200, response.text
@@ -122,15 +131,7 @@ def test_a_generated_answer_is_verified_cited_prose(client, llms):
 
 def test_a_fabricated_sentence_is_removed(client, llms):
     primary, _ = llms
-
-    def write(body: dict[str, Any]) -> str:
-        n = cite(body, "14 characters")
-        return (
-            f"Passwords for company accounts must be at least 14 characters long {n}. "
-            f"They must also contain the founding year 1987 {n}."
-        )
-
-    primary.script = [Respond(write)]
+    primary.script = [Respond(fabricating)]
     body = ask(client)
     assert body["generator"]["kind"] == "llm"
     assert "1987" not in body["answer"] and "14 characters" in body["answer"]
@@ -141,14 +142,7 @@ def test_a_fabricated_sentence_is_removed(client, llms):
 def test_the_ask_page_shows_a_generated_answer_and_the_sentence_it_dropped(client, llms):
     primary, _ = llms
 
-    def write(body: dict[str, Any]) -> str:
-        n = cite(body, "14 characters")
-        return (
-            f"Passwords for company accounts must be at least 14 characters long {n}. "
-            f"They must also contain the founding year 1987 {n}."
-        )
-
-    primary.script = [Respond(write)]
+    primary.script = [Respond(fabricating)]
     page = client.get("/dashboard/ask").text
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
     shown = client.post("/dashboard/ask", data={"question": PASSWORDS, "csrf": csrf}).text

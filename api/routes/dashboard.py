@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
@@ -112,18 +113,31 @@ async def read_ask_page(services: ServicesDep, user: PageUserDep) -> HTMLRespons
     return _ask_page(services, user)
 
 
+@dataclass(frozen=True)
+class AskForm:
+    question: str
+    tiers: list[str]
+    csrf: str | None
+
+
+def ask_form(
+    question: Annotated[str, Form()] = "",
+    tiers: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
+    csrf: Csrf = None,
+) -> AskForm:
+    return AskForm(question, tiers, csrf)
+
+
+AskFormDep = Annotated[AskForm, Depends(ask_form)]
+
+
 def _prepared_ask(
-    request: Request,
-    services: Services,
-    user: PageUser,
-    question: str,
-    tiers: list[str],
-    csrf: str | None,
+    request: Request, services: Services, user: PageUser, form: AskForm
 ) -> functools.partial[AskResult]:
     """The ask a page form describes, checked as `/ask` checks its body (422, 403)."""
-    check_csrf(request, user, csrf)
+    check_csrf(request, user, form.csrf)
     try:
-        body = AskRequest(question=question, tiers=tiers or None)
+        body = AskRequest(question=form.question, tiers=form.tiers or None)
     except ValidationError as exc:
         message = "; ".join(str(e["msg"]) for e in exc.errors())
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message) from None
@@ -140,42 +154,28 @@ def _result_html(result: AskResult, user: PageUser) -> str:
 
 @router.post("/ask", response_class=HTMLResponse, include_in_schema=False)
 async def create_page_answer(
-    request: Request,
-    services: ServicesDep,
-    user: PageUserDep,
-    question: Annotated[str, Form()] = "",
-    tiers: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
-    csrf: Csrf = None,
+    request: Request, services: ServicesDep, user: PageUserDep, form: AskFormDep
 ) -> HTMLResponse:
     """The non-JavaScript path: the whole page with the answer or the refusal."""
-    selected = tiers or user.principal.tiers
+    shown: dict[str, Any] = {
+        "question": form.question,
+        "selected": form.tiers or user.principal.tiers,
+    }
     try:
-        ask = _prepared_ask(request, services, user, question, tiers, csrf)
+        ask = _prepared_ask(request, services, user, form)
     except HTTPException as exc:
-        return _ask_page(
-            services,
-            user,
-            exc.status_code,
-            error=exc.detail,
-            question=question,
-            selected=selected,
-        )
+        return _ask_page(services, user, exc.status_code, error=exc.detail, **shown)
     result = await run_in_threadpool(ask)
-    return _ask_page(services, user, result=result, question=question, selected=selected)
+    return _ask_page(services, user, result=result, **shown)
 
 
 @router.post("/ask/stream", include_in_schema=False)
 async def create_page_stream(
-    request: Request,
-    services: ServicesDep,
-    user: PageUserDep,
-    question: Annotated[str, Form()] = "",
-    tiers: Annotated[list[str], Form()] = [],  # noqa: B006
-    csrf: Csrf = None,
+    request: Request, services: ServicesDep, user: PageUserDep, form: AskFormDep
 ) -> Response:
     """The page's script: `sentence` events as the answer is made, then a `result` event with
     the result's HTML (the same template as the whole page's)."""
-    ask = _prepared_ask(request, services, user, question, tiers, csrf)
+    ask = _prepared_ask(request, services, user, form)
     await run_in_threadpool(services.store.check)
 
     def encode(result: AskResult) -> str:

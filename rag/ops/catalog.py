@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from rag.ops.db import as_utc, bm25_stats, documents, sources
+from rag.ops.db import bm25_stats, documents, record, sources
 
 
 @dataclass
@@ -45,20 +45,7 @@ class SourceState:
 
 
 def _doc_from_row(row: Any) -> DocumentState:
-    return DocumentState(
-        source=row["source"],
-        doc_id=row["doc_id"],
-        tier=row["tier"],
-        uri=row["uri"],
-        content_hash=row["content_hash"],
-        version=row["version"],
-        chunk_ids=list(row["chunk_ids"]),
-        token_total=row["token_total"],
-        source_modified_at=as_utc(row["source_modified_at"]),  # type: ignore[arg-type]
-        ingested_at=as_utc(row["ingested_at"]),  # type: ignore[arg-type]
-        verified_at=as_utc(row["verified_at"]),  # type: ignore[arg-type]
-        expires_at=as_utc(row["expires_at"]),  # type: ignore[arg-type]
-    )
+    return record(DocumentState, row, chunk_ids=list(row["chunk_ids"]))
 
 
 class Catalog:
@@ -175,20 +162,7 @@ class Catalog:
     def sources(self) -> list[SourceState]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(sources).order_by(sources.c.name)).mappings()
-            return [
-                SourceState(
-                    name=r["name"],
-                    tier=r["tier"],
-                    path=r["path"],
-                    ttl=r["ttl"],
-                    schedule=r["schedule"],
-                    last_job_id=r["last_job_id"],
-                    last_success_at=as_utc(r["last_success_at"]),
-                    last_failure_at=as_utc(r["last_failure_at"]),
-                    last_error=r["last_error"],
-                )
-                for r in rows
-            ]
+            return [record(SourceState, r) for r in rows]
 
     def document_counts(self) -> dict[str, tuple[int, int]]:
         """source -> (documents, chunks)."""

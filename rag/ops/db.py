@@ -6,8 +6,10 @@ Schema changes are a plain ordered list of migrations; `schema_version` records 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import fields
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -229,8 +231,24 @@ def connect(url: str) -> Engine:
     return engine
 
 
+T = TypeVar("T")
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def record(cls: type[T], row: Mapping[Any, Any], **values: Any) -> T:
+    """A dataclass from a database row, field by field name, datetimes as UTC (`as_utc`);
+    `values` give the fields whose column has another name or needs reading."""
+    taken: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in values:
+            taken[f.name] = values[f.name]
+        elif f.name in row:
+            value = row[f.name]
+            taken[f.name] = as_utc(value) if isinstance(value, datetime) else value
+    return cls(**taken)

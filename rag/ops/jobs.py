@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from rag.ops.db import as_utc, job_files, jobs
+from rag.ops.db import as_utc, job_files, jobs, record
 from rag.ops.metrics import DOCUMENTS_INGESTED, JOB_FAILURES
 from rag.types import iso, utc_now
 
@@ -252,20 +252,10 @@ class JobLog:
 
 
 def _job_from_row(row: Any) -> JobRecord:
-    return JobRecord(
+    return record(
+        JobRecord,
+        row,
         job_id=row["id"],
-        source=row["source"],
-        tier=row["tier"],
-        path=row["path"],
-        ttl=row["ttl"],
-        trigger=row["trigger"],
-        status=row["status"],
         created_at=as_utc(row["created_at"]) or utc_now(),
-        started_at=as_utc(row["started_at"]),
-        finished_at=as_utc(row["finished_at"]),
-        files_total=row["files_total"],
-        files_done=row["files_done"],
         counts={**empty_counts(), **(row["counts"] or {})},
-        chunks_written=row["chunks_written"],
-        error=row["error"],
     )
