@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ingestion.chunking import EmbeddedChunk, SemanticChunker
+from ingestion.git import GitError, GitReader, GitRepo, is_git_location
 from ingestion.loaders import (
     LoadError,
     LoadLimits,
@@ -54,11 +55,26 @@ BATCH_DOCS = 64
 
 @dataclass(frozen=True)
 class IngestRequest:
+    """What to ingest: a folder, a `.jsonl` corpus, or a git repository (`GitRepo`)."""
+
     source: str
     tier: str
-    path: Path
+    path: Path | GitRepo
     ttl: str
     trigger: str = "cli"
+
+    @property
+    def location(self) -> str:
+        """The source's location as jobs and the catalog record it (`source_location` reads
+        it back)."""
+        if isinstance(self.path, GitRepo):
+            return self.path.location
+        return str(self.path.resolve())
+
+
+def source_location(location: str) -> Path | GitRepo:
+    """A recorded location (`IngestRequest.location`) as a request's `path` again."""
+    return GitRepo.parse(location) if is_git_location(location) else Path(location)
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,8 @@ class _Item:
     doc: LoadedDocument | None = None
     error: str | None = None
     doc_id: str | None = None
+    # Known not to have changed since the last run (a git file outside the diff): not read.
+    unchanged: str | None = None
 
 
 class Ingestor:
@@ -93,6 +111,7 @@ class Ingestor:
         chunker: Callable[[], SemanticChunker],
         bm25: BM25Encoder | None = None,
         limits: LoadLimits | None = None,
+        git_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -102,6 +121,8 @@ class Ingestor:
         self._chunker: SemanticChunker | None = None
         self.bm25 = bm25 or BM25Encoder()
         self.limits = limits or LoadLimits()
+        # Bare clones of git sources (the data dir's `git/`); None: git sources are refused.
+        self.git = GitReader(git_dir, self.limits) if git_dir is not None else None
 
     def validate(self, request: IngestRequest) -> None:
         """Bad arguments raise ValueError before any job exists (CLI exit 2, HTTP 422)."""
@@ -112,9 +133,12 @@ class Ingestor:
         parse_duration(request.ttl)
         if not request.source.strip():
             raise ValueError("source name must not be empty")
-        if not request.path.exists():
+        if isinstance(request.path, GitRepo):
+            if self.git is None:
+                raise ValueError("git sources are not enabled here")
+        elif not request.path.exists():
             raise ValueError(f"path {str(request.path)!r} does not exist")
-        if request.path.is_file() and request.path.suffix.lower() != ".jsonl":
+        elif request.path.is_file() and request.path.suffix.lower() != ".jsonl":
             raise ValueError(f"path {str(request.path)!r} must be a folder or a .jsonl corpus")
         for src in self.catalog.sources():
             if src.name == request.source and src.tier != request.tier:
@@ -130,7 +154,7 @@ class Ingestor:
         return self.jobs.create(
             request.source,
             request.tier,
-            str(request.path.resolve()),
+            request.location,
             request.ttl,
             request.trigger,
             queued=queued,
@@ -144,7 +168,7 @@ class Ingestor:
     ) -> JobRecord:
         job = job or self.submit(request, queued=False)
         try:
-            self._run(request, job, progress)
+            cursor = self._run(request, job, progress)
         except Exception as exc:
             log.exception("ingestion job %s failed", job.job_id)
             reason = f"{type(exc).__name__}: {exc}"
@@ -152,14 +176,20 @@ class Ingestor:
             self.catalog.record_run(request.source, job.job_id, utc_now(), error=reason)
             return job
         self.jobs.finish(job, "succeeded")
-        self.catalog.record_run(request.source, job.job_id, job.finished_at or utc_now())
+        # The next run starts from here only when every file of this one was read: a file
+        # that failed is then read again, as a folder source re-reads everything.
+        if job.counts["failed"]:
+            cursor = None
+        self.catalog.record_run(
+            request.source, job.job_id, job.finished_at or utc_now(), cursor=cursor
+        )
         return job
 
     # --------------------------------------------------------------------------------------
-    def _run(self, request: IngestRequest, job: JobRecord, progress: Progress | None) -> None:
-        self.catalog.register_source(
-            request.source, request.tier, str(request.path.resolve()), request.ttl
-        )
+    def _run(self, request: IngestRequest, job: JobRecord, progress: Progress | None) -> str | None:
+        """Returns where the next run may start from (a git source's commit), else None."""
+        last = self.catalog.source(request.source)
+        self.catalog.register_source(request.source, request.tier, request.location, request.ttl)
         now = utc_now()
         run = _Run(
             request,
@@ -169,7 +199,13 @@ class Ingestor:
             now + parse_duration(request.ttl),
         )
         known = run.known
-        items, total = self._items(request.path)
+        cursor: str | None = None
+        if isinstance(request.path, GitRepo):
+            cursor, items, total = self._git_items(
+                request.source, request.path, set(known), last.cursor if last else None
+            )
+        else:
+            items, total = self._items(request.path)
         self.jobs.start(job, total)
         first_seen: dict[str, str] = {}  # doc id -> where it first appeared in this run
         unchanged: list[str] = []
@@ -193,6 +229,10 @@ class Ingestor:
             if item.doc_id:
                 # A document that fails to load keeps its last good version in the index.
                 first_seen[item.doc_id] = item.name
+            if item.unchanged and item.doc_id:
+                unchanged.append(item.doc_id)
+                self.jobs.record_file(job, FileResult(item.name, "unchanged", item.unchanged))
+                continue
             if item.doc is None:
                 self.jobs.record_file(job, FileResult(item.name, "failed", item.error))
                 continue
@@ -211,6 +251,29 @@ class Ingestor:
         if removed or job.counts["updated"]:
             # Deleted points still count in the engine's IDF until segments are optimised.
             self.store.optimize(request.tier)
+        return cursor
+
+    def _git_items(
+        self, source: str, repo: GitRepo, known: set[str], last: str | None
+    ) -> tuple[str, Iterator[_Item], int]:
+        """The files of the ref's commit: those changed since `last` read, the rest not."""
+        assert self.git is not None  # validate() refused git sources without a reader
+        git = self.git
+        commit, files = git.files(source, repo, known, last)
+
+        def load_all() -> Iterator[_Item]:
+            for file in files:
+                if file.unchanged:
+                    note = f"not changed since commit {last[:12] if last else ''}"
+                    yield _Item(file.doc_id, doc_id=file.doc_id, unchanged=note)
+                    continue
+                try:
+                    doc = git.load(source, repo, commit, file)
+                    yield _Item(file.doc_id, doc, doc_id=file.doc_id)
+                except (LoadError, GitError) as exc:
+                    yield _Item(file.doc_id, error=str(exc), doc_id=file.doc_id)
+
+        return commit, load_all(), len(files)
 
     def _items(self, path: Path) -> tuple[Iterator[_Item], int]:
         if path.is_file():

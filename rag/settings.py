@@ -142,9 +142,10 @@ class Settings(BaseSettings):
     # Source manifest (declared corpora: path, tier, TTL, schedule).
     sources_file: Path = Path("corpora/sources.toml")
 
-    # Ingestion jobs API: only paths under these folders may be ingested through HTTP.
-    # Comma-separated or a JSON list (NoDecode: the validators below split, not the env source).
-    ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path("corpora")])
+    # Ingestion jobs API: only folders under these roots, and only repositories whose URL
+    # starts with one of its URL prefixes (git+https://git.example.com/docs/), may be ingested
+    # through HTTP. Comma-separated or a JSON list (NoDecode: the validators below split).
+    ingest_roots: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["corpora"])
     # The API process hosts the scheduler and a worker (embedded store); off for tests.
     scheduler_enabled: bool = True
     sweep_interval: str = "10m"
@@ -160,7 +161,9 @@ class Settings(BaseSettings):
     @field_validator("tiers", "ingest_roots", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        """`a,b` or a JSON list `["a", "b"]`."""
+        """`a,b` or a JSON list `["a", "b"]` (paths given as `Path`s are taken as text)."""
+        if isinstance(value, list | tuple):
+            return [str(item) if isinstance(item, Path) else item for item in value]
         if not isinstance(value, str):
             return value
         if value.lstrip().startswith("["):
@@ -184,6 +187,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ops.sqlite3').resolve()}"
+
+    @property
+    def ingest_folders(self) -> list[Path]:
+        """The folder roots of `ingest_roots`, resolved."""
+        return [Path(r).resolve() for r in self.ingest_roots if "://" not in r]
+
+    @property
+    def ingest_urls(self) -> list[str]:
+        """The URL prefixes of `ingest_roots`."""
+        return [r for r in self.ingest_roots if "://" in r]
 
     @property
     def edge_dir(self) -> Path:

@@ -21,10 +21,9 @@ import logging
 import os
 import socket
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingestion.runner import Ingestor, IngestRequest
+from ingestion.runner import Ingestor, IngestRequest, source_location
 from rag.durations import parse_duration
 from rag.ops.expiry import sweep_expired
 from rag.ops.schedules import parse_schedule
@@ -175,7 +174,7 @@ class IngestionHost:
                 job = self.services.jobs.claim(self.worker_id)
                 if job is not None:
                     request = IngestRequest(
-                        job.source, job.tier, Path(job.path), job.ttl, job.trigger
+                        job.source, job.tier, source_location(job.path), job.ttl, job.trigger
                     )
                     assert self._ingestor is not None
                     self._ingestor.run(request, job)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.chunking import SemanticChunker
+from ingestion.git import GitRepo, is_git_location
 from ingestion.loaders import LoadLimits
 from ingestion.runner import Ingestor, IngestRequest
 from rag.durations import parse_duration
@@ -43,6 +44,7 @@ def make_ingestor(services: Services) -> Ingestor:
             ocr_min_confidence=s.ocr_min_confidence,
             sheet_max_cells=s.sheet_max_cells,
         ),
+        git_dir=s.data_dir / "git",
     )
 
 
@@ -68,7 +70,7 @@ class SourceSpec:
     """A declared source from the manifest (corpora/sources.toml)."""
 
     name: str
-    path: Path
+    path: Path | GitRepo
     tier: str
     ttl: str
     schedule: str | None
@@ -78,7 +80,9 @@ class SourceSpec:
 
 
 def load_manifest(path: Path, tiers: list[str]) -> list[SourceSpec]:
-    """Parse and check the manifest; paths are relative to the manifest's folder."""
+    """Parse and check the manifest; paths are relative to the manifest's folder. A `path`
+    that is a git URL (`git+https://…`) names a repository, read at `ref` (default HEAD),
+    under `subpath`, cited by `link` (`{commit}`, `{path}`)."""
     with path.open("rb") as handle:
         data = tomllib.load(handle)
     specs: list[SourceSpec] = []
@@ -95,10 +99,23 @@ def load_manifest(path: Path, tiers: list[str]) -> list[SourceSpec]:
                 parse_schedule(str(entry["schedule"]))
         except ValueError as exc:
             raise ValueError(f"{path}: source {entry['name']!r}: {exc}") from exc
+        location: Path | GitRepo
+        try:
+            if is_git_location(str(entry["path"])):
+                location = GitRepo(
+                    str(entry["path"]),
+                    str(entry.get("ref", "HEAD")),
+                    str(entry.get("subpath", "")),
+                    entry.get("link"),
+                )
+            else:
+                location = (path.parent / entry["path"]).resolve()
+        except ValueError as exc:
+            raise ValueError(f"{path}: source {entry['name']!r}: {exc}") from exc
         specs.append(
             SourceSpec(
                 name=str(entry["name"]),
-                path=(path.parent / entry["path"]).resolve(),
+                path=location,
                 tier=str(entry["tier"]),
                 ttl=ttl,
                 schedule=entry.get("schedule"),

@@ -17,10 +17,11 @@ pytestmark = pytest.mark.unit
 )
 def test_tiers_from_the_environment(monkeypatch, value):
     monkeypatch.setenv("RAG_TIERS", value)
-    monkeypatch.setenv("RAG_INGEST_ROOTS", "/srv/docs,/srv/wiki")
+    monkeypatch.setenv("RAG_INGEST_ROOTS", "/srv/docs,/srv/wiki,git+https://git.example.com/docs/")
     settings = Settings()
     assert settings.tiers == ["verified", "internal"]
-    assert settings.ingest_roots == [Path("/srv/docs"), Path("/srv/wiki")]
+    assert settings.ingest_folders == [Path("/srv/docs"), Path("/srv/wiki")]
+    assert settings.ingest_urls == ["git+https://git.example.com/docs/"]
 
 
 def test_malformed_json_list_is_a_clear_error(monkeypatch):

@@ -36,7 +36,7 @@ def hand_to_server(settings: Settings, request: Any, locked: str) -> dict[str, A
 
     body = {
         "source": request.source,
-        "path": str(request.path.resolve()),
+        "path": request.location,
         "tier": request.tier,
         "ttl": request.ttl,
     }

@@ -14,15 +14,27 @@ from api.cli.common import emit, err, fail, main, out, process, session
 
 
 @main.command()
-@click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--source", help="Source name (default: the folder or file name).")
+@click.argument("path", required=False)
+@click.option("--source", help="Source name (default: the folder, file or repository name).")
 @click.option("--tier", help="Trust tier (default: the least trusted configured tier).")
 @click.option("--ttl", help="Time to live of the chunks, e.g. 30d, 12h (default RAG_DEFAULT_TTL).")
+@click.option("--ref", help="Git sources: the branch, tag or commit to read (default HEAD).")
+@click.option("--path", "subpath", help="Git sources: only files under this folder.")
+@click.option("--link", help="Git sources: citation link, e.g. https://host/r/blob/{commit}/{path}")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 def ingest(
-    path: Path | None, source: str | None, tier: str | None, ttl: str | None, as_json: bool
+    path: str | None,
+    source: str | None,
+    tier: str | None,
+    ttl: str | None,
+    ref: str | None,
+    subpath: str | None,
+    link: str | None,
+    as_json: bool,
 ) -> None:
-    """Ingest PATH (a folder or a .jsonl corpus); without PATH, every declared source."""
+    """Ingest PATH (a folder, a .jsonl corpus, or a git repository: git+https://… or
+    git+file://…); without PATH, every declared source."""
+    from ingestion.git import GitRepo, is_git_location
     from ingestion.runner import IngestRequest
     from rag.durations import parse_duration
     from rag.retrieval.store import StoreError, StoreLockedError
@@ -39,20 +51,32 @@ def ingest(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--ttl") from exc
     if path is None:
-        if source or tier or ttl:
-            raise click.UsageError("--source/--tier/--ttl need a PATH")
+        if source or tier or ttl or ref or subpath or link:
+            raise click.UsageError("--source/--tier/--ttl/--ref/--path/--link need a PATH")
         try:
             requests = [
                 s.request("cli") for s in load_manifest(settings.sources_file, settings.tiers)
             ]
         except (OSError, ValueError) as exc:
             raise click.UsageError(f"cannot read the source manifest: {exc}") from exc
-    else:
-        if not path.exists():
-            raise click.BadParameter(f"{str(path)!r} does not exist", param_hint="PATH")
-        name = source or (path.stem if path.is_file() else path.resolve().name)
+    elif is_git_location(path):
+        try:
+            repo = GitRepo(path, ref or "HEAD", subpath or "", link)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="PATH") from exc
+        name = source or repo.name
         requests = [
-            IngestRequest(name, tier or settings.tiers[-1], path, ttl or settings.default_ttl)
+            IngestRequest(name, tier or settings.tiers[-1], repo, ttl or settings.default_ttl)
+        ]
+    else:
+        if ref or subpath or link:
+            raise click.UsageError("--ref/--path/--link are for git sources (git+https://…)")
+        folder = Path(path)
+        if not folder.exists():
+            raise click.BadParameter(f"{path!r} does not exist", param_hint="PATH")
+        name = source or (folder.stem if folder.is_file() else folder.resolve().name)
+        requests = [
+            IngestRequest(name, tier or settings.tiers[-1], folder, ttl or settings.default_ttl)
         ]
 
     services = process().services

@@ -10,20 +10,27 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.auth import PrincipalDep
 from api.deps import ServicesDep
+from ingestion.git import GitRepo, is_git_location
 from ingestion.runner import IngestRequest
 from rag.durations import parse_duration
+from rag.settings import Settings
 from service.host import IngestionHost
 
 router = APIRouter(prefix="/ingest/jobs", tags=["ingestion"])
 
 
 class JobCreate(BaseModel):
-    """Either a declared `source`, or a `path` with its `tier` (and optional ttl, name)."""
+    """Either a declared `source`, or a `path` with its `tier` (and optional ttl, name). A
+    `path` that is a git URL (`git+https://…`, `git+file://…`) names a repository, read at
+    `ref` under `subpath` and cited by `link`."""
 
     source: str | None = Field(default=None, max_length=200)
     path: str | None = Field(default=None, max_length=4096)
     tier: str | None = Field(default=None, max_length=64)
     ttl: str | None = None
+    ref: str | None = Field(default=None, max_length=200)
+    subpath: str | None = Field(default=None, max_length=1000)
+    link: str | None = Field(default=None, max_length=1000)
 
     @model_validator(mode="after")
     def _source_or_path(self) -> JobCreate:
@@ -36,6 +43,56 @@ class JobCreate(BaseModel):
         if self.ttl is not None:
             parse_duration(self.ttl)
         return self
+
+
+def _allowed_location(body: JobCreate, settings: Settings) -> Path | GitRepo:
+    """The job's folder or repository, if the ingest roots allow it (403 otherwise): the API
+    must not read arbitrary folders of the server or fetch arbitrary addresses."""
+    assert body.path is not None
+    if is_git_location(body.path):
+        try:
+            given = GitRepo.parse(body.path)
+            repo = GitRepo(
+                given.url,
+                body.ref or given.ref,
+                body.subpath if body.subpath is not None else given.subpath,
+                body.link or given.link,
+            )
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        local = repo.local_path
+        if local is not None and _under(local.resolve(), settings.ingest_folders):
+            return repo
+        if any(repo.url.startswith(prefix) for prefix in settings.ingest_urls):
+            return repo
+        raise HTTPException(
+            403,
+            f"repository {repo.url!r} is outside the allowed ingest roots and URL prefixes "
+            f"({', '.join(settings.ingest_roots)}; set RAG_INGEST_ROOTS)",
+        )
+    try:
+        path = Path(body.path).expanduser().resolve()
+    except RuntimeError as exc:  # "~someone" with no such user
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"cannot expand path {body.path!r}: {exc}"
+        ) from exc
+    if not _under(path, settings.ingest_folders):
+        raise HTTPException(
+            403,
+            f"path {body.path!r} is outside the allowed ingest roots "
+            f"({', '.join(map(str, settings.ingest_folders))}; set RAG_INGEST_ROOTS)",
+        )
+    return path
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def _default_name(location: Path | GitRepo) -> str:
+    if isinstance(location, GitRepo):
+        return location.name
+    return location.stem if location.is_file() else location.name
 
 
 def _host(request: Request) -> IngestionHost:
@@ -65,27 +122,16 @@ def create_job(
             else IngestRequest(spec.name, spec.tier, spec.path, body.ttl, "api")
         )
     else:
-        try:
-            path = Path(body.path).expanduser().resolve()
-        except RuntimeError as exc:  # "~someone" with no such user
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"cannot expand path {body.path!r}: {exc}"
-            ) from exc
-        roots = [r.resolve() for r in settings.ingest_roots]
-        if not any(path == r or path.is_relative_to(r) for r in roots):
-            raise HTTPException(
-                403,
-                f"path {body.path!r} is outside the allowed ingest roots "
-                f"({', '.join(map(str, roots))}; set RAG_INGEST_ROOTS)",
-            )
         if body.tier in settings.tiers and body.tier not in principal.tiers:
             raise HTTPException(
                 403,
                 f"this key may not write into tier {body.tier!r} "
                 f"(it may read and write: {', '.join(principal.tiers) or 'no tier'})",
             )
-        name = body.source or (path.stem if path.is_file() else path.name)
-        ingest = IngestRequest(name, body.tier or "", path, body.ttl or settings.default_ttl, "api")
+        location = _allowed_location(body, settings)
+        name = body.source or _default_name(location)
+        ttl = body.ttl or settings.default_ttl
+        ingest = IngestRequest(name, body.tier or "", location, ttl, "api")
     try:
         job = host.enqueue(ingest)
     except ValueError as exc:

@@ -42,6 +42,7 @@ class SourceState:
     last_success_at: datetime | None
     last_failure_at: datetime | None
     last_error: str | None
+    cursor: str | None = None  # where the last complete run left off (a git source's commit)
 
 
 def _doc_from_row(row: Any) -> DocumentState:
@@ -150,14 +151,27 @@ class Catalog:
             else:
                 conn.execute(insert(sources).values(name=name, **values))
 
-    def record_run(self, name: str, job_id: str, at: datetime, error: str | None = None) -> None:
+    def record_run(
+        self,
+        name: str,
+        job_id: str,
+        at: datetime,
+        error: str | None = None,
+        cursor: str | None = None,
+    ) -> None:
+        """A run's outcome; `cursor`, when given, is where the next run may start from."""
         values: dict[str, Any] = {"last_job_id": job_id}
+        if cursor is not None:
+            values["cursor"] = cursor
         if error is None:
             values["last_success_at"] = at
         else:
             values.update(last_failure_at=at, last_error=error)
         with self.engine.begin() as conn:
             conn.execute(update(sources).where(sources.c.name == name).values(**values))
+
+    def source(self, name: str) -> SourceState | None:
+        return next((s for s in self.sources() if s.name == name), None)
 
     def sources(self) -> list[SourceState]:
         with self.engine.connect() as conn:

@@ -110,6 +110,8 @@ sources = Table(
     Column("last_success_at", DateTime(timezone=True)),
     Column("last_failure_at", DateTime(timezone=True)),
     Column("last_error", Text),
+    # Migration 6: where the last complete run left off (a git source: the commit it read).
+    Column("cursor", String(100)),
 )
 
 
@@ -189,12 +191,19 @@ def _v5_feedback(conn: Connection) -> None:
     feedback.create(conn, checkfirst=True)
 
 
+def _v6_source_cursor(conn: Connection) -> None:
+    present = {c["name"] for c in inspect(conn).get_columns("sources")}
+    if "cursor" not in present:
+        conn.execute(text("ALTER TABLE sources ADD COLUMN cursor VARCHAR(100)"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial,
     _v2_keys_and_query_log,
     _v3_job_claims,
     _v4_query_generator,
     _v5_feedback,
+    _v6_source_cursor,
 ]
 
 
