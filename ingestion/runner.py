@@ -27,6 +27,7 @@ from ingestion.loaders import (
     printable_name,
     read_jsonl,
 )
+from ingestion.web import FetchPolicy, WebReader, WebSite, is_web_location
 from rag.answering.injection import injection_reason
 from rag.durations import parse_duration
 from rag.ops.catalog import Catalog, DocumentState
@@ -55,11 +56,12 @@ BATCH_DOCS = 64
 
 @dataclass(frozen=True)
 class IngestRequest:
-    """What to ingest: a folder, a `.jsonl` corpus, or a git repository (`GitRepo`)."""
+    """What to ingest: a folder, a `.jsonl` corpus, a git repository (`GitRepo`) or a web
+    site (`WebSite`)."""
 
     source: str
     tier: str
-    path: Path | GitRepo
+    path: Path | GitRepo | WebSite
     ttl: str
     trigger: str = "cli"
 
@@ -67,14 +69,18 @@ class IngestRequest:
     def location(self) -> str:
         """The source's location as jobs and the catalog record it (`source_location` reads
         it back)."""
-        if isinstance(self.path, GitRepo):
+        if isinstance(self.path, GitRepo | WebSite):
             return self.path.location
         return str(self.path.resolve())
 
 
-def source_location(location: str) -> Path | GitRepo:
+def source_location(location: str) -> Path | GitRepo | WebSite:
     """A recorded location (`IngestRequest.location`) as a request's `path` again."""
-    return GitRepo.parse(location) if is_git_location(location) else Path(location)
+    if is_git_location(location):
+        return GitRepo.parse(location)
+    if is_web_location(location):
+        return WebSite.parse(location)
+    return Path(location)
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ class Ingestor:
         bm25: BM25Encoder | None = None,
         limits: LoadLimits | None = None,
         git_dir: Path | None = None,
+        fetch: FetchPolicy | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -123,6 +130,9 @@ class Ingestor:
         self.limits = limits or LoadLimits()
         # Bare clones of git sources (the data dir's `git/`); None: git sources are refused.
         self.git = GitReader(git_dir, self.limits) if git_dir is not None else None
+        # How web sources are fetched (timeouts, politeness, private networks); None: refused.
+        self.fetch = fetch
+        self.fetched = 0  # HTTP requests made by web sources, for benchmarks and tests
 
     def validate(self, request: IngestRequest) -> None:
         """Bad arguments raise ValueError before any job exists (CLI exit 2, HTTP 422)."""
@@ -136,6 +146,9 @@ class Ingestor:
         if isinstance(request.path, GitRepo):
             if self.git is None:
                 raise ValueError("git sources are not enabled here")
+        elif isinstance(request.path, WebSite):
+            if self.fetch is None:
+                raise ValueError("web sources are not enabled here")
         elif not request.path.exists():
             raise ValueError(f"path {str(request.path)!r} does not exist")
         elif request.path.is_file() and request.path.suffix.lower() != ".jsonl":
@@ -204,6 +217,8 @@ class Ingestor:
             cursor, items, total = self._git_items(
                 request.source, request.path, set(known), last.cursor if last else None
             )
+        elif isinstance(request.path, WebSite):
+            items, total = self._web_items(request.path, known)
         else:
             items, total = self._items(request.path)
         self.jobs.start(job, total)
@@ -239,6 +254,9 @@ class Ingestor:
             doc = item.doc
             previous = known.get(doc.doc_id)
             if previous is not None and previous.content_hash == doc.content_hash:
+                fetched = doc.metadata.get("fetch_state")
+                if fetched and fetched != previous.fetch_state:  # same page, new validators
+                    self.catalog.set_fetch_state(request.source, doc.doc_id, fetched)
                 unchanged.append(doc.doc_id)
                 self.jobs.record_file(job, FileResult(item.name, "unchanged", _notes(doc)))
                 continue
@@ -274,6 +292,22 @@ class Ingestor:
                     yield _Item(file.doc_id, error=str(exc), doc_id=file.doc_id)
 
         return commit, load_all(), len(files)
+
+    def _web_items(
+        self, site: WebSite, known: dict[str, DocumentState]
+    ) -> tuple[Iterator[_Item], int]:
+        """The site's pages this run reaches; a page not modified (304) is not downloaded."""
+        assert self.fetch is not None  # validate() refused web sources without a policy
+        reader = WebReader(self.fetch.for_site(site), self.limits)
+        pages = reader.pages(site, {d: k.fetch_state or {} for d, k in known.items()})
+        self.fetched += reader.requests
+        items = (
+            _Item(p.doc_id, doc_id=p.doc_id, unchanged="not modified (304)")
+            if p.not_modified
+            else _Item(p.doc_id, p.doc, p.error, doc_id=p.doc_id)
+            for p in pages
+        )
+        return items, len(pages)
 
     def _items(self, path: Path) -> tuple[Iterator[_Item], int]:
         if path.is_file():
@@ -341,6 +375,7 @@ class Ingestor:
                 ingested_at=run.now,
                 verified_at=run.now,
                 expires_at=run.expires_at,
+                fetch_state=doc.metadata.get("fetch_state"),
             )
             self.catalog.save_document(state, previous)
             status = "updated" if previous else "added"

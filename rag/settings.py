@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     verifier_threshold: float | None = Field(default=None, ge=0, le=1)
 
     max_file_bytes: int = 20 * 1024 * 1024
+    # Web sources: seconds per request, seconds between two requests to a site (robots.txt's
+    # crawl-delay may ask for more), and private networks a crawl may reach (CIDRs; loopback,
+    # private and link-local addresses are refused unless listed, or named by an ingest root).
+    fetch_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    fetch_delay_s: float = Field(default=0.5, ge=0, le=60)
+    fetch_private_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Scans and images (OCR): pixels of one page, pages read by OCR per file, seconds of OCR per
     # file; pages read below the confidence floor are indexed and flagged in the freshness report.
     ocr_max_pixels: int = Field(default=40_000_000, ge=10_000)
@@ -158,7 +164,7 @@ class Settings(BaseSettings):
     # Key the CLI sends when it hands work to a running server (RAG_API_KEY).
     api_key: str | None = None
 
-    @field_validator("tiers", "ingest_roots", mode="before")
+    @field_validator("tiers", "ingest_roots", "fetch_private_networks", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         """`a,b` or a JSON list `["a", "b"]` (paths given as `Path`s are taken as text)."""

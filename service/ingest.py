@@ -11,6 +11,7 @@ from ingestion.chunking import SemanticChunker
 from ingestion.git import GitRepo, is_git_location
 from ingestion.loaders import LoadLimits
 from ingestion.runner import Ingestor, IngestRequest
+from ingestion.web import FetchPolicy, WebSite, is_web_location
 from rag.durations import parse_duration
 from rag.ops.schedules import parse_schedule
 from rag.types import utc_now
@@ -45,6 +46,12 @@ def make_ingestor(services: Services) -> Ingestor:
             sheet_max_cells=s.sheet_max_cells,
         ),
         git_dir=s.data_dir / "git",
+        fetch=FetchPolicy(
+            prefixes=(),
+            private_networks=tuple(s.fetch_private_networks),
+            timeout_s=s.fetch_timeout_s,
+            delay_s=s.fetch_delay_s,
+        ),
     )
 
 
@@ -70,7 +77,7 @@ class SourceSpec:
     """A declared source from the manifest (corpora/sources.toml)."""
 
     name: str
-    path: Path | GitRepo
+    path: Path | GitRepo | WebSite
     tier: str
     ttl: str
     schedule: str | None
@@ -99,9 +106,15 @@ def load_manifest(path: Path, tiers: list[str]) -> list[SourceSpec]:
                 parse_schedule(str(entry["schedule"]))
         except ValueError as exc:
             raise ValueError(f"{path}: source {entry['name']!r}: {exc}") from exc
-        location: Path | GitRepo
+        location: Path | GitRepo | WebSite
         try:
-            if is_git_location(str(entry["path"])):
+            if is_web_location(str(entry["path"])):
+                location = WebSite(
+                    str(entry["path"]),
+                    int(entry.get("max_pages", 200)),
+                    int(entry.get("max_depth", 3)),
+                )
+            elif is_git_location(str(entry["path"])):
                 location = GitRepo(
                     str(entry["path"]),
                     str(entry.get("ref", "HEAD")),

@@ -21,6 +21,8 @@ from api.cli.common import emit, err, fail, main, out, process, session
 @click.option("--ref", help="Git sources: the branch, tag or commit to read (default HEAD).")
 @click.option("--path", "subpath", help="Git sources: only files under this folder.")
 @click.option("--link", help="Git sources: citation link, e.g. https://host/r/blob/{commit}/{path}")
+@click.option("--max-pages", type=click.IntRange(1, 100_000), help="Web sources (default 200).")
+@click.option("--max-depth", type=click.IntRange(0, 50), help="Web sources: links (default 3).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 def ingest(
     path: str | None,
@@ -30,12 +32,15 @@ def ingest(
     ref: str | None,
     subpath: str | None,
     link: str | None,
+    max_pages: int | None,
+    max_depth: int | None,
     as_json: bool,
 ) -> None:
-    """Ingest PATH (a folder, a .jsonl corpus, or a git repository: git+https://… or
-    git+file://…); without PATH, every declared source."""
+    """Ingest PATH (a folder, a .jsonl corpus, a web site or sitemap: https://…, or a git
+    repository: git+https://… or git+file://…); without PATH, every declared source."""
     from ingestion.git import GitRepo, is_git_location
     from ingestion.runner import IngestRequest
+    from ingestion.web import WebSite, is_web_location
     from rag.durations import parse_duration
     from rag.retrieval.store import StoreError, StoreLockedError
     from service.ingest import fail_interrupted_jobs, load_manifest, make_ingestor
@@ -51,26 +56,30 @@ def ingest(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--ttl") from exc
     if path is None:
-        if source or tier or ttl or ref or subpath or link:
-            raise click.UsageError("--source/--tier/--ttl/--ref/--path/--link need a PATH")
+        if source or tier or ttl or ref or subpath or link or max_pages or max_depth:
+            raise click.UsageError("--source/--tier/--ttl and the source options need a PATH")
         try:
             requests = [
                 s.request("cli") for s in load_manifest(settings.sources_file, settings.tiers)
             ]
         except (OSError, ValueError) as exc:
             raise click.UsageError(f"cannot read the source manifest: {exc}") from exc
-    elif is_git_location(path):
+    elif is_git_location(path) or is_web_location(path):
+        remote: GitRepo | WebSite
         try:
-            repo = GitRepo(path, ref or "HEAD", subpath or "", link)
+            if is_web_location(path):
+                remote = WebSite(path, max_pages or 200, 3 if max_depth is None else max_depth)
+            else:
+                remote = GitRepo(path, ref or "HEAD", subpath or "", link)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="PATH") from exc
-        name = source or repo.name
+        name = source or remote.name
         requests = [
-            IngestRequest(name, tier or settings.tiers[-1], repo, ttl or settings.default_ttl)
+            IngestRequest(name, tier or settings.tiers[-1], remote, ttl or settings.default_ttl)
         ]
     else:
-        if ref or subpath or link:
-            raise click.UsageError("--ref/--path/--link are for git sources (git+https://…)")
+        if ref or subpath or link or max_pages or max_depth:
+            raise click.UsageError("--ref/--path/--link are for git sources, --max-* for web ones")
         folder = Path(path)
         if not folder.exists():
             raise click.BadParameter(f"{path!r} does not exist", param_hint="PATH")

@@ -12,6 +12,7 @@ from api.auth import PrincipalDep
 from api.deps import ServicesDep
 from ingestion.git import GitRepo, is_git_location
 from ingestion.runner import IngestRequest
+from ingestion.web import WebSite, is_web_location, normalise
 from rag.durations import parse_duration
 from rag.settings import Settings
 from service.host import IngestionHost
@@ -31,6 +32,8 @@ class JobCreate(BaseModel):
     ref: str | None = Field(default=None, max_length=200)
     subpath: str | None = Field(default=None, max_length=1000)
     link: str | None = Field(default=None, max_length=1000)
+    max_pages: int | None = Field(default=None, ge=1, le=100_000, description="web sources")
+    max_depth: int | None = Field(default=None, ge=0, le=50, description="web sources")
 
     @model_validator(mode="after")
     def _source_or_path(self) -> JobCreate:
@@ -45,10 +48,30 @@ class JobCreate(BaseModel):
         return self
 
 
-def _allowed_location(body: JobCreate, settings: Settings) -> Path | GitRepo:
-    """The job's folder or repository, if the ingest roots allow it (403 otherwise): the API
-    must not read arbitrary folders of the server or fetch arbitrary addresses."""
+def _allowed_location(body: JobCreate, settings: Settings) -> Path | GitRepo | WebSite:
+    """The job's folder, repository or site, if the ingest roots allow it (403 otherwise): the
+    API must not read arbitrary folders of the server or fetch arbitrary addresses."""
     assert body.path is not None
+    if is_web_location(body.path):
+        try:
+            site = WebSite.parse(body.path)
+            site = WebSite(
+                site.url, body.max_pages or site.max_pages, body.max_depth or site.max_depth
+            )
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        if not any(normalise(site.url).startswith(normalise(p)) for p in settings.ingest_urls):
+            raise HTTPException(
+                403,
+                f"URL {site.url!r} is outside the allowed URL prefixes "
+                f"({', '.join(settings.ingest_urls) or 'none'}; set RAG_INGEST_ROOTS)",
+            )
+        return site
+    if "://" in body.path and not is_git_location(body.path):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "a source is a folder, a .jsonl file, an http(s):// site or a git+ repository URL",
+        )
     if is_git_location(body.path):
         try:
             given = GitRepo.parse(body.path)
@@ -89,8 +112,8 @@ def _under(path: Path, roots: list[Path]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
-def _default_name(location: Path | GitRepo) -> str:
-    if isinstance(location, GitRepo):
+def _default_name(location: Path | GitRepo | WebSite) -> str:
+    if isinstance(location, GitRepo | WebSite):
         return location.name
     return location.stem if location.is_file() else location.name
 

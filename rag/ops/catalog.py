@@ -29,6 +29,8 @@ class DocumentState:
     ingested_at: datetime
     verified_at: datetime
     expires_at: datetime
+    # A web page's validators and links, for the next run's conditional request.
+    fetch_state: dict[str, Any] | None = None
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Catalog:
             "ingested_at": doc.ingested_at,
             "verified_at": doc.verified_at,
             "expires_at": doc.expires_at,
+            "fetch_state": doc.fetch_state,
         }
         key = (documents.c.source == doc.source) & (documents.c.doc_id == doc.doc_id)
         with self.engine.begin() as conn:
@@ -111,6 +114,15 @@ class Catalog:
                 update(documents)
                 .where((documents.c.source == source) & documents.c.doc_id.in_(doc_ids))
                 .values(verified_at=verified_at, expires_at=expires_at)
+            )
+
+    def set_fetch_state(self, source: str, doc_id: str, state: dict[str, Any]) -> None:
+        """A page fetched again whose content had not changed: its new validators."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(documents)
+                .where((documents.c.source == source) & (documents.c.doc_id == doc_id))
+                .values(fetch_state=state)
             )
 
     def delete_document(self, doc: DocumentState) -> None:

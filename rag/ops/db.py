@@ -88,6 +88,8 @@ documents = Table(
     Column("ingested_at", DateTime(timezone=True), nullable=False),
     Column("verified_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    # Migration 6: what a web page's next fetch sends and remembers (ETag, Last-Modified, links).
+    Column("fetch_state", JSON),
 )
 
 bm25_stats = Table(
@@ -191,10 +193,12 @@ def _v5_feedback(conn: Connection) -> None:
     feedback.create(conn, checkfirst=True)
 
 
-def _v6_source_cursor(conn: Connection) -> None:
-    present = {c["name"] for c in inspect(conn).get_columns("sources")}
-    if "cursor" not in present:
+def _v6_git_and_web_sources(conn: Connection) -> None:
+    # Databases created before v6 lack the columns; fresh ones got them from v1's tables.
+    if "cursor" not in {c["name"] for c in inspect(conn).get_columns("sources")}:
         conn.execute(text("ALTER TABLE sources ADD COLUMN cursor VARCHAR(100)"))
+    if "fetch_state" not in {c["name"] for c in inspect(conn).get_columns("documents")}:
+        conn.execute(text("ALTER TABLE documents ADD COLUMN fetch_state JSON"))
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [
@@ -203,7 +207,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v3_job_claims,
     _v4_query_generator,
     _v5_feedback,
-    _v6_source_cursor,
+    _v6_git_and_web_sources,
 ]
 
 
