@@ -31,7 +31,7 @@ from ingestion.web import FetchPolicy, WebReader, WebSite, is_web_location
 from rag.answering.injection import injection_reason
 from rag.durations import parse_duration
 from rag.ops.catalog import Catalog, DocumentState
-from rag.ops.jobs import FileResult, JobLog, JobRecord
+from rag.ops.jobs import NOT_READ, FileResult, JobLog, JobRecord
 from rag.retrieval.bm25 import BM25Encoder
 from rag.retrieval.store import ChunkFilter, VectorStore
 from rag.types import (
@@ -282,7 +282,7 @@ class Ingestor:
         def load_all() -> Iterator[_Item]:
             for file in files:
                 if file.unchanged:
-                    note = f"not changed since commit {last[:12] if last else ''}"
+                    note = f"{NOT_READ}not changed since commit {last[:12] if last else ''}"
                     yield _Item(file.doc_id, doc_id=file.doc_id, unchanged=note)
                     continue
                 try:
@@ -302,7 +302,7 @@ class Ingestor:
         pages = reader.pages(site, {d: k.fetch_state or {} for d, k in known.items()})
         self.fetched += reader.requests
         items = (
-            _Item(p.doc_id, doc_id=p.doc_id, unchanged="not modified (304)")
+            _Item(p.doc_id, doc_id=p.doc_id, unchanged=f"{NOT_READ}not modified (304)")
             if p.not_modified
             else _Item(p.doc_id, p.doc, p.error, doc_id=p.doc_id)
             for p in pages

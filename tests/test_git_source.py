@@ -20,6 +20,8 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from ingestion.git import GitRepo
 from ingestion.runner import IngestRequest
+from rag.ops.reports import freshness_report
+from rag.types import utc_now
 from service.ingest import load_manifest, make_ingestor
 
 pytestmark = pytest.mark.integration
@@ -118,6 +120,10 @@ def test_a_repository_is_read_incrementally_between_commits(repo, services_facto
     reads.clear()
     again = ingestor.run(request)
     assert again.counts["unchanged"] == 3 and reads == []  # nothing read, TTLs restarted
+    report = freshness_report(services.catalog, services.jobs, services.store, utc_now())
+    (shown,) = report.sources
+    assert (shown.kind, shown.commit) == ("git", first_commit)
+    assert (shown.last_read.read, shown.last_read.not_read) == (0, 3)  # type: ignore[union-attr]
 
     repo.write("docs/leave.md", "# Leave\n\nParents get 20 weeks of paid parental leave.\n")
     (repo.path / "docs/laptops.md").unlink()

@@ -24,6 +24,8 @@ from api.main import create_app
 from ingestion.loaders import LoadLimits
 from ingestion.runner import IngestRequest
 from ingestion.web import FetchPolicy, FetchRefused, WebReader, WebSite
+from rag.ops.reports import freshness_report
+from rag.types import utc_now
 from service.ingest import make_ingestor
 
 pytestmark = pytest.mark.integration
@@ -190,9 +192,15 @@ def test_a_site_is_crawled_politely_and_kept_fresh(site, services_factory):
 
     before = Counter(site.requests)
     second = run(services, site)
-    assert second.counts["unchanged"] == 4 and second.counts["added"] == 0, [(f.path, f.status, f.reason) for f in second.files]
+    assert second.counts["unchanged"] == 4 and second.counts["added"] == 0, [
+        (f.path, f.status, f.reason) for f in second.files
+    ]
     for path in ("/docs/", "/docs/leave.html", "/docs/travel.html?ref=nav", "/docs/manual.pdf"):
         assert site.not_modified[path] == 1, path  # asked conditionally, nothing downloaded
+    report = freshness_report(services.catalog, services.jobs, services.store, utc_now())
+    (shown,) = report.sources
+    assert (shown.kind, shown.last_read.not_read, shown.last_read.read) == ("web", 4, 0)  # type: ignore[union-attr]
+    assert shown.last_read.failed == len(shown.last_failures) == 5  # type: ignore[union-attr]
     fetched = site.requests - before
     assert fetched["/docs/private/secret.html"] == 0 and fetched["/docs/leave.html"] == 1
     assert fetched["/docs/moved.html"] == 1  # its redirect to a page read this run: no download

@@ -14,6 +14,10 @@ from rag.ops.metrics import DOCUMENTS_INGESTED, JOB_FAILURES
 from rag.types import iso, utc_now
 
 FILE_STATUSES = ("added", "updated", "unchanged", "deleted", "failed")
+# The reason of an "unchanged" file whose content was not even read, the source's own signal
+# having said so (a web page's 304, a git file outside the diff): the freshness report counts
+# these apart from what a run downloaded.
+NOT_READ = "not read: "
 
 
 def empty_counts() -> dict[str, int]:

@@ -13,6 +13,16 @@ class FailedFile(BaseModel):
     reason: str | None
 
 
+class LastRead(BaseModel):
+    """What a source's last run read: documents downloaded or read (`read`), those whose
+    source said they had not changed so nothing was downloaded (`not_read`: a web page's 304,
+    a git file outside the diff), and failures."""
+
+    read: int
+    not_read: int
+    failed: int
+
+
 class FlaggedChunk(BaseModel):
     """A chunk flagged at ingestion as trying to instruct a model."""
 
@@ -32,7 +42,10 @@ class OcrPage(BaseModel):
 class SourceFreshness(BaseModel):
     source: str
     tier: str
+    kind: str  # folder, jsonl, git or web
     path: str
+    # A git source: the commit its last complete run read.
+    commit: str | None = None
     ttl: str
     schedule: str | None
     documents: int
@@ -51,6 +64,7 @@ class SourceFreshness(BaseModel):
     chunks_ocr_flagged: int
     ocr_flagged: list[OcrPage]
     last_job: dict[str, Any] | None  # the jobs route's shape, without files
+    last_read: LastRead | None
     last_failures: list[FailedFile]
     age_distribution: dict[str, int]  # documents per age bucket, youngest first
 

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from rag.ops.catalog import Catalog, DocumentState, SourceState
 from rag.ops.db import as_utc, query_log
 from rag.ops.feedback import FeedbackLog, RatedAsk, readable_by
-from rag.ops.jobs import JobLog
+from rag.ops.jobs import NOT_READ, JobLog
 from rag.ops.report_models import (
     CitedDocument,
     DailyHits,
@@ -35,6 +35,7 @@ from rag.ops.report_models import (
     GeneratorUsage,
     HitsReport,
     KnowledgeGap,
+    LastRead,
     MissedAnswer,
     NeverRetrieved,
     OcrPage,
@@ -129,6 +130,16 @@ def freshness_report(
     )
 
 
+def source_kind(location: str) -> str:
+    """What a recorded source location is: a git repository, a web site, a JSONL corpus or a
+    folder."""
+    if location.startswith("git+"):
+        return "git"
+    if location.startswith(("http://", "https://")):
+        return "web"
+    return "jsonl" if location.endswith(".jsonl") else "folder"
+
+
 def _source_freshness(
     src: SourceState, docs: list[DocumentState], jobs: JobLog, store: VectorStore, now: datetime
 ) -> SourceFreshness:
@@ -145,10 +156,14 @@ def _source_freshness(
     def count(**where: Any) -> int:
         return store.count(src.tier, ChunkFilter(source=src.name, **where)) if indexed else 0
 
+    files = last_job.files if last_job else []
+    unread = sum(f.status == "unchanged" and (f.reason or "").startswith(NOT_READ) for f in files)
     return SourceFreshness(
         source=src.name,
         tier=src.tier,
+        kind=source_kind(src.path),
         path=src.path,
+        commit=src.cursor if source_kind(src.path) == "git" else None,
         ttl=src.ttl,
         schedule=src.schedule,
         documents=len(docs),
@@ -169,10 +184,15 @@ def _source_freshness(
         chunks_ocr_flagged=count(ocr_flagged=True),
         ocr_flagged=_ocr_flagged(store, src.tier, src.name) if indexed else [],
         last_job=last_job.to_dict(with_files=False) if last_job else None,
+        last_read=LastRead(
+            read=sum(f.status in ("added", "updated", "unchanged") for f in files) - unread,
+            not_read=unread,
+            failed=sum(f.status == "failed" for f in files),
+        )
+        if last_job
+        else None,
         last_failures=[
-            FailedFile(path=f.path, reason=f.reason)
-            for f in (last_job.files if last_job else [])
-            if f.status == "failed"
+            FailedFile(path=f.path, reason=f.reason) for f in files if f.status == "failed"
         ],
         age_distribution={label: ages.get(label, 0) for label, _ in AGE_BUCKETS},
     )
