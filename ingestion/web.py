@@ -47,7 +47,7 @@ import httpx
 from ingestion.loaders import LoadError, LoadLimits, load_file
 from rag.types import LoadedDocument
 
-USER_AGENT = "ragops-crawler/0.1 (+https://github.com/ragops; retrieval index of this site)"
+USER_AGENT = "ragops-crawler/0.1 (a retrieval index of this site; robots.txt: ragops-crawler)"
 ROBOTS_AGENT = "ragops-crawler"
 MAX_REDIRECTS = 5
 MAX_SITEMAP_BYTES = 10 * 1024 * 1024
