@@ -121,6 +121,17 @@ def services_factory(tmp_path: Path, embedder):  # type: ignore[no-untyped-def]
         services.close()
 
 
+def finished_job(client: Any, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Poll `GET /ingest/jobs/{id}` until the job has succeeded or failed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/ingest/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s:g} s")
+
+
 # Two one-document sources in two tiers, for tests of what a one-tier key may see.
 ALPHA = "When do the Alpha servers restart?"
 BETA = "When is the Beta cluster backed up?"

@@ -9,12 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from conftest import finished_job, make_settings
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -206,12 +205,7 @@ def test_the_jobs_api_takes_repositories_within_its_roots_only(repo, tmp_path, e
         secret = {"path": "git+https://u:p@git.example.com/docs/x.git", "tier": "internal"}
         refused = client.post("/ingest/jobs", json=secret)
         assert refused.status_code == 422 and "credentials" in refused.json()["detail"]
-        job_id = accepted.json()["job_id"]
-        for _ in range(600):
-            job = client.get(f"/ingest/jobs/{job_id}").json()
-            if job["status"] in ("succeeded", "failed"):
-                break
-            time.sleep(0.2)
+        job = finished_job(client, accepted.json()["job_id"])
         assert job["status"] == "succeeded" and job["counts"]["added"] == 3, job
 
 

@@ -44,7 +44,7 @@ from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import REPO, make_settings
+from conftest import REPO, finished_job, make_settings
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient, models
 
@@ -197,14 +197,7 @@ def ingest(client: TestClient, folder: Path, source: str) -> dict[str, Any]:
         "/ingest/jobs", json={"path": str(folder), "tier": "internal", "source": source}
     )
     assert created.status_code == 202, created.text
-    job_id = created.json()["job_id"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/ingest/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
+    return finished_job(client, created.json()["job_id"], timeout_s=60)
 
 
 def expect_degraded(client: TestClient, reason: str, words: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import make_settings
+from conftest import finished_job, make_settings
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -293,10 +293,5 @@ def test_the_jobs_api_fetches_only_under_its_url_prefixes(site, tmp_path, embedd
         assert client.post("/ingest/jobs", json=metadata).status_code == 403
         local = client.post("/ingest/jobs", json={"path": "file:///etc/passwd", "tier": "internal"})
         assert local.status_code == 422 and "http(s)://" in local.json()["detail"]
-        job_id = ok.json()["job_id"]
-        for _ in range(600):
-            job = client.get(f"/ingest/jobs/{job_id}").json()
-            if job["status"] in ("succeeded", "failed"):
-                break
-            time.sleep(0.2)
+        job = finished_job(client, ok.json()["job_id"])
         assert job["status"] == "succeeded" and job["counts"]["added"] == 2, job
