@@ -242,6 +242,32 @@ def test_a_site_is_crawled_politely_and_kept_fresh(site, services_factory):
     assert "20 weeks" in (answer.answer or "")
 
 
+def test_a_crawl_can_start_from_a_sitemap_index(site):
+    ns = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+    site.pages["/docs/sitemap-index.xml"] = (
+        "application/xml",
+        f"<sitemapindex {ns}><sitemap><loc>{site.base}/docs/sitemap.xml</loc></sitemap>"
+        f"<sitemap><loc>http://169.254.169.254/sitemap.xml</loc></sitemap></sitemapindex>".encode(),
+    )
+    site.pages["/docs/sitemap.xml"] = (
+        "application/xml",
+        f"<urlset {ns}><url><loc>{site.base}/docs/leave.html</loc></url>"
+        f"<url><loc>manual.pdf</loc></url><url><loc>{site.base}/elsewhere/outside.html</loc></url>"
+        f"<url><loc>{site.base}/docs/private/secret.html</loc></url></urlset>".encode(),
+    )
+    start = WebSite(f"{site.base}/docs/sitemap-index.xml", max_depth=0)
+    policy = FetchPolicy(prefixes=(), delay_s=0).for_site(start)
+    pages = WebReader(policy, LoadLimits()).pages(start, {})
+    assert sorted(p.doc_id for p in pages) == [
+        f"{site.base}/docs/leave.html",
+        f"{site.base}/docs/manual.pdf",
+    ]
+    assert all(p.doc is not None for p in pages)
+    assert (
+        site.requests["/docs/private/secret.html"] == site.requests["/elsewhere/outside.html"] == 0
+    )
+
+
 def test_crawl_delay_from_robots_is_obeyed(site):
     site.pages["/robots.txt"] = ("text/plain", b"User-agent: *\nCrawl-delay: 2\n")
     waits: list[float] = []
