@@ -74,7 +74,7 @@ class IngestionHost:
             self.specs = {spec.name: spec for spec in load_manifest(s.sources_file, s.tiers)}
         for spec in self.specs.values():
             self.services.catalog.register_source(
-                spec.name, spec.tier, str(spec.path), spec.ttl, spec.schedule
+                spec.name, spec.tier, spec.request("manifest").location, spec.ttl, spec.schedule
             )
         fail_interrupted_jobs(self.services)
         self._ingestor = make_ingestor(self.services)

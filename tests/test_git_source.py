@@ -18,9 +18,10 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ingestion.git import GitRepo
-from ingestion.runner import IngestRequest
+from ingestion.runner import IngestRequest, source_location
 from rag.ops.reports import freshness_report
 from rag.types import utc_now
+from service.host import IngestionHost
 from service.ingest import load_manifest, make_ingestor
 
 pytestmark = pytest.mark.integration
@@ -209,7 +210,7 @@ def test_the_jobs_api_takes_repositories_within_its_roots_only(repo, tmp_path, e
         assert job["status"] == "succeeded" and job["counts"]["added"] == 3, job
 
 
-def test_the_cli_and_the_manifest_take_git_urls(repo, tmp_path):
+def test_the_cli_and_the_manifest_take_git_urls(repo, tmp_path, services_factory):
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data")}
     link = "https://git.example.com/handbook/blob/{commit}/{path}"
     args = ["ingest", repo.url, "--ref", "main", "--path", "docs", "--link", link, "--json"]
@@ -239,3 +240,14 @@ def test_the_cli_and_the_manifest_take_git_urls(repo, tmp_path):
     )
     (spec,) = load_manifest(manifest, ["verified", "internal"])
     assert spec.path == GitRepo(repo.url, "main", "docs")
+    # A server registers the declared repository under its location, which a queued job is
+    # run from again.
+    services = services_factory(sources_file=manifest, scheduler_enabled=False)
+    host = IngestionHost(services)
+    host.start(schedule=False)
+    try:
+        registered = services.catalog.source("hb")
+        assert registered is not None and registered.path == spec.path.location
+        assert source_location(registered.path) == spec.path
+    finally:
+        host.stop()
