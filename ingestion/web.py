@@ -398,11 +398,13 @@ class WebReader:
             raise LoadError(f"content type {kind or '(none)'!r} is not read")
         links: list[str] = []
         canonical = None
+        body = got.body
         if ext == ".html":
-            links, canonical = _links(got.body, got.url, site.scope)
+            links, canonical = _links(body, got.url, site.scope)
+            body = main_content(body)
         with tempfile.TemporaryDirectory(prefix="ragops-web-") as tmp:
             file = Path(tmp) / f"page{ext}"
-            file.write_bytes(got.body)
+            file.write_bytes(body)
             doc = load_file(file, got.url, self.limits)
         doc.modified_at = _http_date(got.headers.get("last-modified")) or datetime.now(UTC)
         if doc.title == "page":  # a page without a heading: its URL's last part names it
@@ -430,6 +432,36 @@ def _links(body: bytes, base: str, scope: str) -> tuple[list[str], str | None]:
         elif element.tag == "a" and attribute == "href" and url not in links:
             links.append(url)
     return links, canonical
+
+
+# A site's chrome: repeated on every page, it would be indexed, retrieved and quoted as if it
+# were each page's content. A <header> inside the main content (an article's title) stays.
+CHROME = ("nav", "footer", "aside", "script", "style", "noscript", "form", "template")
+
+
+def main_content(body: bytes) -> bytes:
+    """A page's main content: its `<main>` (or `role="main"`, else the body) without the
+    navigation, footers, asides, forms and scripts around it; headings kept."""
+    import lxml.html
+
+    try:
+        tree = lxml.html.document_fromstring(body)
+    except (ValueError, lxml.etree.ParserError):
+        return body
+    main = tree.xpath("//main | //*[@role='main']")
+    for element in tree.xpath(
+        " | ".join(f"//{tag}" for tag in CHROME)
+        + " | //header[not(ancestor::main) and not(ancestor::article)]"
+    ):
+        if element.getparent() is not None and not (main and element in main):
+            element.drop_tree()
+    if main:
+        body_element = tree.find("body")
+        if body_element is not None:
+            for child in list(body_element):
+                body_element.remove(child)
+            body_element.append(main[0])
+    return bytes(lxml.html.tostring(tree, encoding="utf-8"))
 
 
 def _sitemap_entries(body: bytes) -> list[tuple[str, str]]:

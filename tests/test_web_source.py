@@ -268,6 +268,27 @@ def test_a_crawl_can_start_from_a_sitemap_index(site):
     )
 
 
+def test_a_page_is_read_without_the_site_s_chrome_and_its_menus_still_crawled(site):
+    site.pages["/docs/chrome.html"] = (
+        "text/html",
+        b"<html><head><title>Leave</title></head><body>"
+        b'<header>ACME intranet <a href="/docs/">Home</a></header>'
+        b'<nav><a href="leave.html">Parental leave</a> Site menu</nav>'
+        b"<main><article><header><h1>Leave rules</h1></header>"
+        b"<p>Carers get five days of carer's leave a year.</p></article>"
+        b"<aside>Popular pages</aside></main><footer>Copyright ACME 2026</footer></body></html>",
+    )
+    start = WebSite(f"{site.base}/docs/chrome.html", max_pages=3, max_depth=1)
+    policy = FetchPolicy(prefixes=(), delay_s=0).for_site(start)
+    pages = WebReader(policy, LoadLimits()).pages(start, {})
+    first = pages[0].doc
+    assert first is not None and "five days of carer's leave" in first.text
+    assert "Leave rules" in first.text  # the article's heading is kept
+    for chrome in ("ACME intranet", "Site menu", "Popular pages", "Copyright"):
+        assert chrome not in first.text
+    assert f"{site.base}/docs/leave.html" in [p.doc_id for p in pages]  # its menu was crawled
+
+
 def test_crawl_delay_from_robots_is_obeyed(site):
     site.pages["/robots.txt"] = ("text/plain", b"User-agent: *\nCrawl-delay: 2\n")
     waits: list[float] = []
