@@ -146,6 +146,26 @@ def test_query_modes_find_the_matching_point(store, mode):
     assert hits[0].payload.doc_id == "d13.md"
 
 
+def test_batched_scores_equal_the_queries_one_by_one(store):
+    rng = random.Random(11)
+    points = [make_point(f"d{i}.md", 0, f"topic{i} common words", rng=rng) for i in range(20)]
+    store.upsert("verified", points)
+    only = ChunkFilter(chunk_ids=[p.id for p in points[:8]])
+    queries = [
+        StoreQuery(8, points[3].dense, where=only, mode="dense"),
+        StoreQuery(
+            8, sparse=BM25Encoder().encode_query("topic3 common"), where=only, mode="sparse"
+        ),
+    ]
+    batched = store.scores("verified", queries)
+    one_by_one = [{h.chunk_id: h.score for h in store.query("verified", q)} for q in queries]
+    assert len(batched) == 2
+    for got, want in zip(batched, one_by_one, strict=True):
+        assert set(got) == set(want) and set(got) <= {p.id for p in points[:8]}
+        assert all(got[k] == pytest.approx(want[k], abs=1e-6) for k in want)
+    assert store.scores("verified", []) == []
+
+
 def _reference_bm25(docs: list[list[str]], query: list[str], k1=1.2, b=0.75) -> list[float]:
     n = len(docs)
     avgdl = sum(len(d) for d in docs) / n

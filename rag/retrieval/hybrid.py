@@ -2,8 +2,9 @@
 
 Expired chunks are filtered in the engine at query time, so nothing past its TTL is ever
 returned, even before a sweep deletes it. Each candidate then gets its exact dense and BM25
-scores from the engine (two more queries restricted to the candidates' ids): the reranker and
-the confidence gate need the evidence, not just a fused rank.
+scores from the engine (two queries restricted to the candidates' ids, batched in one call
+without payloads): the reranker and the confidence gate need the evidence, not just a fused
+rank.
 
     retriever = HybridRetriever(store, embedder, BM25Encoder())
     candidates = retriever.retrieve("How long is parental leave?", ["verified"], limit=20)
@@ -93,21 +94,15 @@ class HybridRetriever:
     def _attach_scores(
         self, tier: str, candidates: list[Candidate], dense: list[float], sparse: SparseVector
     ) -> None:
-        ids = [c.chunk_id for c in candidates]
-        only = ChunkFilter(chunk_ids=ids)
-        n = len(ids)
-        dense_scores = {
-            h.chunk_id: h.score
-            for h in self.store.query(tier, StoreQuery(n, dense, where=only, mode="dense"))
-        }
-        bm25_scores: dict[str, float] = {}
+        """The candidates' exact dense and BM25 scores: both queries, restricted to their ids,
+        in one engine call that reads no payloads (the fused query already returned them)."""
+        only = ChunkFilter(chunk_ids=[c.chunk_id for c in candidates])
+        n = len(candidates)
+        queries = [StoreQuery(n, dense, where=only, mode="dense")]
         if sparse.indices:
-            bm25_scores = {
-                h.chunk_id: h.score
-                for h in self.store.query(
-                    tier, StoreQuery(n, sparse=sparse, where=only, mode="sparse")
-                )
-            }
+            queries.append(StoreQuery(n, sparse=sparse, where=only, mode="sparse"))
+        dense_scores, *rest = self.store.scores(tier, queries)
+        bm25_scores = rest[0] if rest else {}
         for c in candidates:
             c.dense = dense_scores.get(c.chunk_id, 0.0)
             c.bm25 = bm25_scores.get(c.chunk_id, 0.0)

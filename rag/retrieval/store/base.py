@@ -172,6 +172,11 @@ class VectorStore(Protocol):
 
     def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]: ...
 
+    def scores(self, tier: str, queries: Sequence[StoreQuery]) -> list[dict[str, float]]:
+        """Several queries of one tier in one engine call, each as {chunk id: score}: no
+        payloads are read (the candidates' evidence scores need none)."""
+        ...
+
     def optimize(self, tier: str) -> None: ...
 
     def check(self) -> None:

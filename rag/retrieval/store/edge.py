@@ -102,6 +102,24 @@ def _filter(where: ChunkFilter | None) -> qe.Filter | None:
     return engine_filter(where, _Spell())
 
 
+def _request(q: StoreQuery, with_payload: bool) -> qe.QueryRequest:
+    flt = _filter(q.where)
+    dense = qe.Query.Nearest(list(q.dense), using=DENSE) if q.dense is not None else None
+    sparse = qe.Query.Nearest(_sparse(q.sparse), using=SPARSE) if q.sparse is not None else None
+    if q.mode != "hybrid":
+        nearest = dense if q.mode == "dense" else sparse
+        return qe.QueryRequest(limit=q.limit, query=nearest, filter=flt, with_payload=with_payload)
+    prefetches = [
+        qe.Prefetch(limit=q.prefetch_limit, query=nearest, filter=flt)
+        for nearest in (dense, sparse)
+        if nearest is not None
+    ]
+    fused: Any = qe.Fusion.Rrf(k=60) if q.fusion == "rrf" else qe.Fusion.Dbsf()
+    return qe.QueryRequest(
+        limit=q.limit, prefetches=prefetches, query=fused, with_payload=with_payload
+    )
+
+
 def _sparse(vec: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(indices=list(vec.indices), values=list(vec.values))
 
@@ -428,31 +446,20 @@ class EdgeStore:
 
     def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]:
         shard = self._ready(tier)
-        flt = _filter(q.where)
-        dense = qe.Query.Nearest(list(q.dense), using=DENSE) if q.dense is not None else None
-        sparse = qe.Query.Nearest(_sparse(q.sparse), using=SPARSE) if q.sparse is not None else None
-        if q.mode == "dense":
-            request = qe.QueryRequest(limit=q.limit, query=dense, filter=flt, with_payload=True)
-        elif q.mode == "sparse":
-            request = qe.QueryRequest(limit=q.limit, query=sparse, filter=flt, with_payload=True)
-        else:
-            prefetches = [
-                qe.Prefetch(limit=q.prefetch_limit, query=nearest, filter=flt)
-                for nearest in (dense, sparse)
-                if nearest is not None
-            ]
-            fused: Any = qe.Fusion.Rrf(k=60) if q.fusion == "rrf" else qe.Fusion.Dbsf()
-            request = qe.QueryRequest(
-                limit=q.limit,
-                prefetches=prefetches,
-                query=fused,
-                with_payload=True,
-            )
+        request = _request(q, with_payload=True)
         points = self._engine(tier, "query", lambda: shard.query(request))
         return [
             ScoredChunk(payload=ChunkPayload.from_dict(dict(p.payload or {})), score=float(p.score))
             for p in points
         ]
+
+    def scores(self, tier: str, queries: Sequence[StoreQuery]) -> list[dict[str, float]]:
+        if not queries:
+            return []
+        shard = self._ready(tier)
+        batch = qe.QueryBatchRequest(queries=[_request(q, with_payload=False) for q in queries])
+        results = self._engine(tier, "query", lambda: shard.query_batch(batch))
+        return [{str(p.id): float(p.score) for p in points} for points in results]
 
     def optimize(self, tier: str) -> None:
         # Sparse IDF counts deleted points until segments are optimised (DESIGN.md §4).

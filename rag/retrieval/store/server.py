@@ -69,6 +69,29 @@ def _filter(where: ChunkFilter | None) -> models.Filter | None:
     return engine_filter(where, _Spell())
 
 
+def _request(q: StoreQuery, with_payload: bool) -> models.QueryRequest:
+    flt = _filter(q.where)
+    args: dict[str, Any] = {"limit": q.limit, "with_payload": with_payload}
+    if q.mode == "dense":
+        return models.QueryRequest(query=list(q.dense or []), using=DENSE, filter=flt, **args)
+    if q.mode == "sparse":
+        assert q.sparse is not None
+        return models.QueryRequest(query=_sparse(q.sparse), using=SPARSE, filter=flt, **args)
+    prefetch = []
+    if q.dense is not None:
+        prefetch.append(
+            models.Prefetch(query=list(q.dense), using=DENSE, filter=flt, limit=q.prefetch_limit)
+        )
+    if q.sparse is not None:
+        prefetch.append(
+            models.Prefetch(
+                query=_sparse(q.sparse), using=SPARSE, filter=flt, limit=q.prefetch_limit
+            )
+        )
+    method = models.Fusion.RRF if q.fusion == "rrf" else models.Fusion.DBSF
+    return models.QueryRequest(prefetch=prefetch, query=models.FusionQuery(fusion=method), **args)
+
+
 def _sparse(vec: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vec.indices), values=list(vec.values))
 
@@ -249,42 +272,22 @@ class QdrantServerStore:
         return out
 
     def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]:
-        name = self._ensure(tier)
-        flt = _filter(q.where)
-        search = functools.partial(self._client.query_points, name, limit=q.limit)
-        query: Callable[[], models.QueryResponse]
-        if q.mode == "dense":
-            query = functools.partial(
-                search, query=list(q.dense or []), using=DENSE, query_filter=flt
-            )
-        elif q.mode == "sparse":
-            assert q.sparse is not None
-            query = functools.partial(
-                search, query=_sparse(q.sparse), using=SPARSE, query_filter=flt
-            )
-        else:
-            prefetch = []
-            if q.dense is not None:
-                prefetch.append(
-                    models.Prefetch(
-                        query=list(q.dense), using=DENSE, filter=flt, limit=q.prefetch_limit
-                    )
-                )
-            if q.sparse is not None:
-                prefetch.append(
-                    models.Prefetch(
-                        query=_sparse(q.sparse), using=SPARSE, filter=flt, limit=q.prefetch_limit
-                    )
-                )
-            method = models.Fusion.RRF if q.fusion == "rrf" else models.Fusion.DBSF
-            query = functools.partial(
-                search, prefetch=prefetch, query=models.FusionQuery(fusion=method)
-            )
-        resp = self._call("query", query)
+        (resp,) = self._batch(tier, [_request(q, with_payload=True)])
         return [
             ScoredChunk(payload=ChunkPayload.from_dict(dict(p.payload or {})), score=float(p.score))
             for p in resp.points
         ]
+
+    def scores(self, tier: str, queries: Sequence[StoreQuery]) -> list[dict[str, float]]:
+        if not queries:
+            return []
+        responses = self._batch(tier, [_request(q, with_payload=False) for q in queries])
+        return [{str(p.id): float(p.score) for p in r.points} for r in responses]
+
+    def _batch(self, tier: str, requests: list[models.QueryRequest]) -> list[models.QueryResponse]:
+        name = self._ensure(tier)
+        batch = functools.partial(self._client.query_batch_points, name, requests=requests)
+        return self._call("query", batch)
 
     def optimize(self, tier: str) -> None:
         # A Qdrant server optimises segments in the background; nothing to do here.
