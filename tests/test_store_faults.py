@@ -506,19 +506,24 @@ class QdrantStandIn:
             )
             return [r.model_dump(mode="json") for r in records]
         if call == ("POST", "points/query"):
-            query = models.QueryRequest.model_validate(body)
-            found = local.query_points(
-                name,
-                query=query.query,
-                using=query.using,
-                prefetch=query.prefetch,
-                query_filter=query.filter,
-                limit=query.limit or 10,
-                with_payload=query.with_payload or False,
-                with_vectors=query.with_vector or False,
-            )
-            return found.model_dump(mode="json")
+            return self._query(name, models.QueryRequest.model_validate(body))
+        if call == ("POST", "points/query/batch"):
+            batch = models.QueryRequestBatch.model_validate(body)
+            return [self._query(name, query) for query in batch.searches]
         raise ValueError(f"the stand-in does not serve {method} /collections/{'/'.join(parts)}")
+
+    def _query(self, name: str, query: models.QueryRequest) -> Any:
+        found = self.local.query_points(
+            name,
+            query=query.query,
+            using=query.using,
+            prefetch=query.prefetch,
+            query_filter=query.filter,
+            limit=query.limit or 10,
+            with_payload=query.with_payload or False,
+            with_vectors=query.with_vector or False,
+        )
+        return found.model_dump(mode="json")
 
 
 def test_unreachable_qdrant_server_degrades_and_recovers(tmp_path, corpora, embedder):
