@@ -121,6 +121,13 @@ def services_factory(tmp_path: Path, embedder):  # type: ignore[no-untyped-def]
         services.close()
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def finished_job(client: Any, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
     """Poll `GET /ingest/jobs/{id}` until the job has succeeded or failed."""
     deadline = time.monotonic() + timeout_s

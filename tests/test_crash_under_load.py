@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_settings
+from conftest import free_port, make_settings
 from test_crash_recovery import RAGOPS, corpus, env_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,14 +27,6 @@ QUESTIONS = [
     "When do the Alpha servers restart?",
     "What is the capital of France?",
 ]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(data_dir: Path, root: Path, port: int) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ from html import unescape
 import httpx
 import pytest
 import uvicorn
-from conftest import REPO, make_settings
+from conftest import REPO, free_port, make_settings
 
 from api.main import create_app
 from service.ingest import load_manifest, make_ingestor
@@ -38,12 +37,6 @@ FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

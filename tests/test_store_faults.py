@@ -29,7 +29,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import REPO, finished_job, make_settings
+from conftest import REPO, finished_job, free_port, make_settings
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient, models
 
@@ -144,12 +143,6 @@ def hold_store(edge: Path, processes: list[subprocess.Popen[str]]) -> subprocess
     processes.append(proc)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
     return proc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fill_disk(filler: Path) -> None:
