@@ -132,6 +132,11 @@ class WebSite:
         return cls(url, given.get("max_pages", 200), given.get("max_depth", 3))
 
 
+class WebError(Exception):
+    """The site as a whole could not be crawled (robots.txt or the sitemap unavailable): the
+    job fails with this reason and every page keeps its last version."""
+
+
 class FetchRefused(Exception):
     """A URL or an address the policy does not allow: a per-document failure, never fetched."""
 
@@ -277,15 +282,24 @@ class WebReader:
         return list(out.values())
 
     def _robots(self, client: httpx.Client, site: WebSite) -> RobotFileParser:
+        """The site's robots.txt. None there (4xx), or one that redirects out of the site:
+        everything may be fetched. One the server fails to give (5xx, no connection) stops
+        the run: as RFC 9309 says, the site may then not be crawled; and a crawl that reached
+        nothing would delete the source's pages (the job fails instead, and they stay)."""
         parts = urlsplit(site.start)
         robots = RobotFileParser()
+        url = urlunsplit((parts.scheme, parts.netloc, "/robots.txt", "", ""))
         try:
-            got = self._get(client, urlunsplit((parts.scheme, parts.netloc, "/robots.txt", "", "")))
-        except (httpx.HTTPError, FetchRefused):
+            got = self._get(client, url)
+        except FetchRefused:
             got = None
+        except (httpx.HTTPError, LoadError) as exc:
+            raise WebError(f"cannot read {url}: {exc or type(exc).__name__}") from exc
+        if got is not None and got.status >= 500:
+            raise WebError(f"{url} answered {got.status}: the site was not crawled")
         if got is not None and got.status == 200:
             robots.parse(got.body.decode("utf-8", "replace").splitlines())
-        else:  # no robots.txt: everything may be fetched
+        else:
             robots.parse([])
         return robots
 
@@ -297,9 +311,12 @@ class WebReader:
         while pending and len(done) < 50:  # a sitemap index names sitemaps
             sitemap = pending.pop(0)
             done.add(sitemap)
-            got = self._get(client, sitemap)
+            try:
+                got = self._get(client, sitemap)
+            except (httpx.HTTPError, LoadError, FetchRefused) as exc:
+                raise WebError(f"cannot read the sitemap {sitemap}: {exc}") from exc
             if got.status != 200:
-                raise httpx.HTTPError(f"sitemap {sitemap} answered {got.status}")
+                raise WebError(f"the sitemap {sitemap} answered {got.status}")
             for kind, loc in _sitemap_entries(got.body):
                 loc = normalise(urljoin(sitemap, loc))
                 if kind == "sitemap" and loc not in done and loc.startswith(site.scope):

@@ -47,6 +47,7 @@ class Site:
 
     pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # path -> (type, body)
     redirects: dict[str, str] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)  # paths answered 503
     requests: Counter[str] = field(default_factory=Counter)
     not_modified: Counter[str] = field(default_factory=Counter)
     base: str = ""
@@ -73,6 +74,9 @@ def serve(site: Site) -> Iterator[str]:
                 return
             if path == "/docs/broken.html":
                 self.send_error(500)
+                return
+            if path in site.broken:
+                self.send_error(503)
                 return
             if path == "/docs/slow.html":
                 time.sleep(2.5)
@@ -233,6 +237,13 @@ def test_a_site_is_crawled_politely_and_kept_fresh(site, services_factory):
     }
     answer = services.asker.ask("How many weeks of paid leave do parents get?", ["internal"])
     assert "20 weeks" in (answer.answer or "")
+
+    # A robots.txt the server fails to give stops the run: nothing is crawled or deleted.
+    site.broken.add("/robots.txt")
+    failing = run(services, site)
+    assert failing.status == "failed" and "robots.txt answered 503" in (failing.error or "")
+    assert len(services.catalog.documents("docs")) == 4
+    site.broken.clear()
 
     # A page that now fails keeps its last good version in the index.
     site.redirects["/docs/leave.html"] = "/docs/leave.html"  # a redirect loop
