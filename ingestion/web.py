@@ -32,6 +32,7 @@ import ipaddress
 import socket
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -259,11 +260,11 @@ class WebReader:
         with guarded_client(self.policy) as client:
             robots = self._robots(client, site)
             delay = max(self.policy.delay_s, float(robots.crawl_delay(ROBOTS_AGENT) or 0))
-            queue: list[tuple[str, int]] = [(u, 0) for u in self._seeds(client, site)]
+            queue = deque((u, 0) for u in self._seeds(client, site))
             seen = {u for u, _ in queue}
             last_request = 0.0
             while queue and len(out) < site.max_pages:
-                url, depth = queue.pop(0)
+                url, depth = queue.popleft()
                 if not robots.can_fetch(ROBOTS_AGENT, url):
                     continue
                 wait = last_request + delay - time.monotonic()
