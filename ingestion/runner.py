@@ -74,6 +74,14 @@ class IngestRequest:
         return str(self.path.resolve())
 
 
+def default_source_name(path: Path | GitRepo | WebSite) -> str:
+    """A source's name when none is given: the folder's, the corpus file's stem, the
+    repository's or the site's host."""
+    if isinstance(path, GitRepo | WebSite):
+        return path.name
+    return path.stem if path.is_file() else path.resolve().name
+
+
 def source_location(location: str) -> Path | GitRepo | WebSite:
     """A recorded location (`IngestRequest.location`) as a request's `path` again."""
     if is_git_location(location):

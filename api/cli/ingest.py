@@ -38,9 +38,7 @@ def ingest(
 ) -> None:
     """Ingest PATH (a folder, a .jsonl corpus, a web site or sitemap: https://…, or a git
     repository: git+https://… or git+file://…); without PATH, every declared source."""
-    from ingestion.git import GitRepo, is_git_location
-    from ingestion.runner import IngestRequest
-    from ingestion.web import WebSite, is_web_location
+    from ingestion.runner import IngestRequest, default_source_name
     from rag.durations import parse_duration
     from rag.retrieval.store import StoreError, StoreLockedError
     from service.ingest import fail_interrupted_jobs, load_manifest, make_ingestor
@@ -64,28 +62,15 @@ def ingest(
             ]
         except (OSError, ValueError) as exc:
             raise click.UsageError(f"cannot read the source manifest: {exc}") from exc
-    elif is_git_location(path) or is_web_location(path):
-        remote: GitRepo | WebSite
-        try:
-            if is_web_location(path):
-                remote = WebSite(path, max_pages or 200, 3 if max_depth is None else max_depth)
-            else:
-                remote = GitRepo(path, ref or "HEAD", subpath or "", link)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="PATH") from exc
-        name = source or remote.name
-        requests = [
-            IngestRequest(name, tier or settings.tiers[-1], remote, ttl or settings.default_ttl)
-        ]
     else:
-        if ref or subpath or link or max_pages or max_depth:
-            raise click.UsageError("--ref/--path/--link are for git sources, --max-* for web ones")
-        folder = Path(path)
-        if not folder.exists():
-            raise click.BadParameter(f"{path!r} does not exist", param_hint="PATH")
-        name = source or (folder.stem if folder.is_file() else folder.resolve().name)
+        location = _location(path, ref, subpath, link, max_pages, max_depth)
         requests = [
-            IngestRequest(name, tier or settings.tiers[-1], folder, ttl or settings.default_ttl)
+            IngestRequest(
+                source or default_source_name(location),
+                tier or settings.tiers[-1],
+                location,
+                ttl or settings.default_ttl,
+            )
         ]
 
     services = process().services
@@ -114,6 +99,33 @@ def ingest(
             _print_job(job)
     if any(job["status"] == "failed" for job in results):
         sys.exit(1)
+
+
+def _location(
+    path: str,
+    ref: str | None,
+    subpath: str | None,
+    link: str | None,
+    max_pages: int | None,
+    max_depth: int | None,
+) -> Any:
+    """PATH and its options as an ingestion request's path: a git repository, a web site or
+    a folder (or .jsonl file) that exists."""
+    from ingestion.git import GitRepo, is_git_location
+    from ingestion.web import WebSite, is_web_location
+
+    try:
+        if is_web_location(path):
+            return WebSite(path, max_pages or 200, 3 if max_depth is None else max_depth)
+        if is_git_location(path):
+            return GitRepo(path, ref or "HEAD", subpath or "", link)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="PATH") from exc
+    if ref or subpath or link or max_pages or max_depth:
+        raise click.UsageError("--ref/--path/--link are for git sources, --max-* for web ones")
+    if not Path(path).exists():
+        raise click.BadParameter(f"{path!r} does not exist", param_hint="PATH")
+    return Path(path)
 
 
 def _run_with_progress(ingestor: Any, request: Any) -> Any:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from api.auth import PrincipalDep
 from api.deps import ServicesDep
 from ingestion.git import GitRepo, is_git_location
-from ingestion.runner import IngestRequest
+from ingestion.runner import IngestRequest, default_source_name
 from ingestion.web import WebSite, is_web_location, normalise
 from rag.durations import parse_duration
 from rag.settings import Settings
@@ -112,12 +112,6 @@ def _under(path: Path, roots: list[Path]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
-def _default_name(location: Path | GitRepo | WebSite) -> str:
-    if isinstance(location, GitRepo | WebSite):
-        return location.name
-    return location.stem if location.is_file() else location.name
-
-
 def _host(request: Request) -> IngestionHost:
     host: IngestionHost = request.app.state.host
     return host
@@ -152,7 +146,7 @@ def create_job(
                 f"(it may read and write: {', '.join(principal.tiers) or 'no tier'})",
             )
         location = _allowed_location(body, settings)
-        name = body.source or _default_name(location)
+        name = body.source or default_source_name(location)
         ttl = body.ttl or settings.default_ttl
         ingest = IngestRequest(name, body.tier or "", location, ttl, "api")
     try:
