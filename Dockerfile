@@ -2,8 +2,8 @@
 # no Docker engine: treat it as a starting point and build it where Docker runs.
 FROM python:3.11-slim
 WORKDIR /app
-# Scans and images are read by Tesseract (OCR).
-RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+# Scans and images are read by Tesseract (OCR); git sources are cloned and read by git.
+RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng git \
     && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 UNSTRUCTURED_DISABLE_NOTICE=1
 # The CPU build of torch first, so that sentence-transformers does not pull a CUDA build.
