@@ -23,7 +23,6 @@ from collections.abc import Callable
 
 COOKIE = "ragops_session"
 CSRF_FIELD = "csrf"
-CSRF_HEADER = "x-csrf-token"
 
 
 class Sessions:

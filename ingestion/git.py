@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ingestion.loaders import LoadError, LoadLimits, load_file, printable_name
+from rag.ops.catalog import source_kind
 from rag.types import LoadedDocument
 
 SCHEME = "git+"
@@ -43,7 +44,7 @@ class GitError(Exception):
 
 
 def is_git_location(location: str) -> bool:
-    return location.startswith(SCHEME)
+    return source_kind(location) == "git"
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,6 @@ class Ingestor:
         self.git = GitReader(git_dir, self.limits) if git_dir is not None else None
         # How web sources are fetched (timeouts, politeness, private networks); None: refused.
         self.fetch = fetch
-        self.fetched = 0  # HTTP requests made by web sources, for benchmarks and tests
 
     def validate(self, request: IngestRequest) -> None:
         """Bad arguments raise ValueError before any job exists (CLI exit 2, HTTP 422)."""
@@ -308,7 +307,6 @@ class Ingestor:
         assert self.fetch is not None  # validate() refused web sources without a policy
         reader = WebReader(self.fetch.for_site(site), self.limits)
         pages = reader.pages(site, {d: k.fetch_state or {} for d, k in known.items()})
-        self.fetched += reader.requests
         items = (
             _Item(p.doc_id, doc_id=p.doc_id, unchanged=f"{NOT_READ}not modified (304)")
             if p.not_modified

@@ -46,6 +46,7 @@ import httpcore
 import httpx
 
 from ingestion.loaders import LoadError, LoadLimits, load_file
+from rag.ops.catalog import source_kind
 from rag.types import LoadedDocument
 
 USER_AGENT = "ragops-crawler/0.1 (a retrieval index of this site; robots.txt: ragops-crawler)"
@@ -72,7 +73,7 @@ SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 
 
 def is_web_location(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
+    return source_kind(location) == "web"
 
 
 def normalise(url: str) -> str:
@@ -246,7 +247,6 @@ class WebReader:
         self.policy = policy
         self.limits = limits
         self.sleep = sleep
-        self.requests = 0
 
     def pages(self, site: WebSite, known: dict[str, dict[str, Any]]) -> list[WebPage]:
         """Every page of the site this run reaches: `known` maps a document id (URL) to the
@@ -340,7 +340,6 @@ class WebReader:
             if hops and url in have:
                 return _Fetched(url, 0, httpx.Headers())
             self.policy.check_url(url)
-            self.requests += 1
             with client.stream("GET", url, headers=headers) as response:
                 if response.has_redirect_location:
                     target = normalise(urljoin(url, response.headers.get("location", "")))

@@ -47,14 +47,21 @@ class AskRequest(BaseModel):
         return value
 
 
-def permitted_tiers(
-    services: Services, principal: Principal, requested: list[str] | None
-) -> list[str]:
+def _tiers(services: Services, principal: Principal, requested: list[str] | None) -> list[str]:
     try:
         return resolve_tiers(list(services.settings.tiers), principal.tiers, requested)
     except TierError as exc:
         code = status.HTTP_403_FORBIDDEN if exc.forbidden else status.HTTP_422_UNPROCESSABLE_CONTENT
         raise HTTPException(code, str(exc)) from exc
+
+
+def prepared_ask(
+    services: Services, principal: Principal, body: AskRequest
+) -> functools.partial[AskResult]:
+    """The ask a checked body describes, for the tiers this principal may read (403, 422)."""
+    tiers = _tiers(services, principal, body.tiers)
+    p = principal
+    return functools.partial(services.asker.ask, body.question, tiers, body.top_k, p.tiers, p.name)
 
 
 @router.post("/ask", response_model=AskResult)
@@ -67,10 +74,7 @@ async def create_answer(
     sentence with its citation markers (for generated answers: already verified), then one
     `result` event holding the whole answer, which is authoritative (`error` if the ask
     failed)."""
-    tiers = permitted_tiers(services, principal, body.tiers)
-    ask = functools.partial(
-        services.asker.ask, body.question, tiers, body.top_k, principal.tiers, principal.name
-    )
+    ask = prepared_ask(services, principal, body)
     if not stream:
         return await run_in_threadpool(ask)
     # A stream's status is sent before the answer exists: a store that cannot serve is a
@@ -119,5 +123,5 @@ async def create_search(
     body: AskRequest, services: ServicesDep, principal: PrincipalDep
 ) -> SearchResult:
     """Retrieval only: the reranked chunks with their scores, no answer."""
-    tiers = permitted_tiers(services, principal, body.tiers)
+    tiers = _tiers(services, principal, body.tiers)
     return await run_in_threadpool(services.asker.search, body.question, tiers, body.top_k)

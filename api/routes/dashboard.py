@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from api.auth import PageUser, PageUserDep, check_csrf
 from api.dashboard import render, render_dashboard
 from api.deps import ServicesDep
-from api.routes.ask import AskRequest, events, permitted_tiers
+from api.routes.ask import AskRequest, events, prepared_ask
 from api.routes.feedback import FeedbackCreate
 from api.routes.reports import Days, freshness_for, hits_for
 from api.session import COOKIE, CSRF_FIELD, Sessions
@@ -141,11 +141,7 @@ def _prepared_ask(
     except ValidationError as exc:
         message = "; ".join(str(e["msg"]) for e in exc.errors())
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message) from None
-    searched = permitted_tiers(services, user.principal, body.tiers)
-    p = user.principal
-    return functools.partial(
-        services.asker.ask, body.question, searched, body.top_k, p.tiers, p.name
-    )
+    return prepared_ask(services, user.principal, body)
 
 
 def _result_html(result: AskResult, user: PageUser) -> str:

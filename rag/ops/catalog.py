@@ -33,6 +33,17 @@ class DocumentState:
     fetch_state: dict[str, Any] | None = None
 
 
+def source_kind(location: str) -> str:
+    """What a recorded source location names: a git repository (`git+https://…`), a web site
+    (`https://…`), a JSONL corpus or a folder. The one place that tells them apart: ingestion
+    and the reports both ask it."""
+    if location.startswith("git+"):
+        return "git"
+    if location.startswith(("http://", "https://")):
+        return "web"
+    return "jsonl" if location.endswith(".jsonl") else "folder"
+
+
 @dataclass
 class SourceState:
     name: str
@@ -45,6 +56,10 @@ class SourceState:
     last_failure_at: datetime | None
     last_error: str | None
     cursor: str | None = None  # where the last complete run left off (a git source's commit)
+
+    @property
+    def kind(self) -> str:
+        return source_kind(self.path)
 
 
 def _doc_from_row(row: Any) -> DocumentState:

@@ -130,16 +130,6 @@ def freshness_report(
     )
 
 
-def source_kind(location: str) -> str:
-    """What a recorded source location is: a git repository, a web site, a JSONL corpus or a
-    folder."""
-    if location.startswith("git+"):
-        return "git"
-    if location.startswith(("http://", "https://")):
-        return "web"
-    return "jsonl" if location.endswith(".jsonl") else "folder"
-
-
 def _source_freshness(
     src: SourceState, docs: list[DocumentState], jobs: JobLog, store: VectorStore, now: datetime
 ) -> SourceFreshness:
@@ -161,9 +151,9 @@ def _source_freshness(
     return SourceFreshness(
         source=src.name,
         tier=src.tier,
-        kind=source_kind(src.path),
+        kind=src.kind,
         path=src.path,
-        commit=src.cursor if source_kind(src.path) == "git" else None,
+        commit=src.cursor if src.kind == "git" else None,
         ttl=src.ttl,
         schedule=src.schedule,
         documents=len(docs),
