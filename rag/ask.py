@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +37,7 @@ from rag.types import (
     SearchHit,
     SearchResult,
     Stage,
+    TextSink,
     age_days,
     utc_now,
 )
@@ -129,7 +129,7 @@ class AskPipeline:
         top_k: int = 5,
         allowed_tiers: list[str] | None = None,
         key_name: str | None = None,
-        on_sentence: Callable[[str], None] | None = None,
+        on_sentence: TextSink | None = None,
     ) -> AskResult:
         """`on_sentence` receives each answer sentence once it is final (and, for generated
         answers, verified): `/ask?stream=true` sends them as server-sent events."""
@@ -182,7 +182,7 @@ class AskPipeline:
         tiers: list[str],
         top_k: int,
         clock: _Clock,
-        on_sentence: Callable[[str], None] | None = None,
+        on_sentence: TextSink | None = None,
     ) -> _Decision:
         found, ranked = self._rank(query, tiers, clock, settle=True)
         evidence = evidence_features(query, ranked)

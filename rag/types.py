@@ -5,12 +5,17 @@ from __future__ import annotations
 import hashlib
 import uuid
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+# Receives each piece of text as soon as it is final: a sentence of a streamed answer, a delta
+# of a provider's stream.
+TextSink = Callable[[str], None]
 
 
 class Stage(StrEnum):

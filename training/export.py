@@ -7,6 +7,8 @@ import json
 import os
 import platform
 import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,25 @@ def write_reading_config(out: Path, question_tokens: int, seed: int) -> None:
         "seed": seed,
     }
     (out / JUDGE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def run_record(
+    rows: Iterable[dict[str, Any]],
+    kind_of: Callable[[dict[str, Any]], str],
+    minutes: float,
+    validation: dict[str, Any],
+    **recipe: Any,
+) -> dict[str, Any]:
+    """What a model card and a trainer's summary say of one run: its recipe, time, machine,
+    training pairs by kind and validation figures."""
+    counts = Counter(kind_of(r) for r in rows)
+    return {
+        **recipe,
+        "train_minutes": minutes,
+        "machine": machine(),
+        "training_pairs": dict(sorted(counts.items())),
+        "validation": validation,
+    }
 
 
 def machine() -> str:

@@ -41,7 +41,7 @@ from training.cpu import (
     sorted_chunks_loss,
     torch_with_spinning_threads,
 )
-from training.export import export, machine, write_reading_config
+from training.export import export, run_record, write_reading_config
 from training.judge_data import base_tokenizer_file
 from training.recipes import BATCH, LEARNING_RATE, RECIPE, SEED, Recipe, describe
 
@@ -341,16 +341,9 @@ def main() -> None:
         export(model, args.out, Path(tmp))
     write_reading_config(args.out, QUESTION_TOKENS, recipe.seed)
     figures = validation_figures(val, score_pairs(args.out, val))
-    train_counts: dict[str, int] = defaultdict(int)
-    for r in rows:
-        train_counts[f"{r['set']} {r['kind']}"] += 1
-    meta = {
-        "recipe": asdict(recipe),
-        "train_minutes": minutes,
-        "machine": machine(),
-        "training_pairs": dict(sorted(train_counts.items())),
-        "validation": figures,
-    }
+    meta = run_record(
+        rows, lambda r: f"{r['set']} {r['kind']}", minutes, figures, recipe=asdict(recipe)
+    )
     write_card(args.out, meta)
     print(json.dumps({"out": str(args.out), "train_minutes": minutes, **figures}, indent=2))
 

@@ -35,7 +35,7 @@ from rag.answering.verify import (
     restated_terms,
     unsupported_specifics,
 )
-from training.export import export, machine, write_reading_config
+from training.export import export, run_record, write_reading_config
 from training.recipes import BATCH, SEED
 from training.train_judge import read_pairs, train
 
@@ -263,18 +263,15 @@ def main() -> None:
     }
     (args.out / VERIFIER_CONFIG).write_text(json.dumps(verifier_config, indent=2) + "\n")
     figures = decision_figures(_Evidence(val, score(args.out, val)), threshold, rule)
-    counts: dict[str, int] = defaultdict(int)
-    for r in rows:
-        counts[r["kind"]] += 1
-    meta = {
-        "epochs": args.epochs,
-        "threshold": threshold,
-        "restatement": verifier_config["restatement"],
-        "train_minutes": minutes,
-        "machine": machine(),
-        "training_pairs": dict(sorted(counts.items())),
-        "validation": figures,
-    }
+    meta = run_record(
+        rows,
+        lambda r: str(r["kind"]),
+        minutes,
+        figures,
+        epochs=args.epochs,
+        threshold=threshold,
+        restatement=verifier_config["restatement"],
+    )
     write_card(args.out, meta)
     print(json.dumps({"out": str(args.out), "threshold": threshold, **meta}, indent=2))
 

@@ -20,14 +20,13 @@ back to this answerer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from rag.answering.sentences import split_sentences
 from rag.retrieval.bm25 import tokenize
 from rag.retrieval.terms import QueryTerms
-from rag.types import Candidate, Citation, GeneratorInfo
+from rag.types import Candidate, Citation, GeneratorInfo, TextSink
 
 
 @dataclass
@@ -46,10 +45,7 @@ class Answerer(Protocol):
     kind: str
 
     def answer(
-        self,
-        query: QueryTerms,
-        ranked: list[Candidate],
-        on_sentence: Callable[[str], None] | None = None,
+        self, query: QueryTerms, ranked: list[Candidate], on_sentence: TextSink | None = None
     ) -> Reply:
         """`on_sentence` receives each final sentence as soon as it is known (streaming)."""
         ...
@@ -83,10 +79,7 @@ class ExtractiveAnswerer:
     kind: str = "extractive"
 
     def answer(
-        self,
-        query: QueryTerms,
-        ranked: list[Candidate],
-        on_sentence: Callable[[str], None] | None = None,
+        self, query: QueryTerms, ranked: list[Candidate], on_sentence: TextSink | None = None
     ) -> Reply:
         usable = self._usable(ranked[: self.depth])
         sentences = self._sentences(query, usable)

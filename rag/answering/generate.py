@@ -33,7 +33,7 @@ from rag.answering.sentences import split_sentences
 from rag.answering.verify import ClaimVerifier
 from rag.retrieval.bm25 import tokenize
 from rag.retrieval.terms import QueryTerms
-from rag.types import Candidate, Citation, DroppedSentence, GeneratorInfo, ProviderAttempt
+from rag.types import Candidate, Citation, DroppedSentence, GeneratorInfo, ProviderAttempt, TextSink
 
 DEFAULT_PROMPTS_DIR = Path(__file__).with_name("prompts")
 DECLINE = "INSUFFICIENT_EVIDENCE"
@@ -153,10 +153,7 @@ class LLMAnswerer:
     kind: str = "llm"
 
     def answer(
-        self,
-        query: QueryTerms,
-        ranked: list[Candidate],
-        on_sentence: Callable[[str], None] | None = None,
+        self, query: QueryTerms, ranked: list[Candidate], on_sentence: TextSink | None = None
     ) -> Reply:
         passages, screened = assemble_context(
             query, ranked, self.count_tokens, self.context_tokens, self.untrusted_tiers
@@ -232,7 +229,7 @@ class _SentenceStream:
         answerer: LLMAnswerer,
         question: str,
         passages: list[Passage],
-        on_sentence: Callable[[str], None] | None,
+        on_sentence: TextSink | None,
     ) -> None:
         self.answerer = answerer
         self.question = question

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import httpx
 
 from rag.settings import ProviderConfig
+from rag.types import TextSink
 
 
 class LLMError(Exception):
@@ -128,7 +129,7 @@ class ProviderClient:
         self._http.close()
 
     def complete(
-        self, messages: list[dict[str, str]], on_delta: Callable[[str], None] | None = None
+        self, messages: list[dict[str, str]], on_delta: TextSink | None = None
     ) -> Completion:
         """One chat completion; raises LLMError when none usable came back."""
         if not self.breaker.allow():
@@ -142,7 +143,7 @@ class ProviderClient:
         return completion
 
     def _with_retries(
-        self, messages: list[dict[str, str]], on_delta: Callable[[str], None] | None
+        self, messages: list[dict[str, str]], on_delta: TextSink | None
     ) -> Completion:
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
@@ -157,9 +158,7 @@ class ProviderClient:
                 delay *= 2
         raise AssertionError("unreachable")
 
-    def _once(
-        self, messages: list[dict[str, str]], on_delta: Callable[[str], None] | None
-    ) -> Completion:
+    def _once(self, messages: list[dict[str, str]], on_delta: TextSink | None) -> Completion:
         body = {
             "model": self.config.model,
             "messages": messages,
@@ -195,7 +194,7 @@ class ProviderClient:
     def _parse_stream(
         self,
         response: httpx.Response,
-        on_delta: Callable[[str], None],
+        on_delta: TextSink,
         messages: list[dict[str, str]],
     ) -> Completion:
         parts: list[str] = []

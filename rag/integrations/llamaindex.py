@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from rag import integrations
+
 try:
     from llama_index.core.callbacks import CallbackManager
     from llama_index.core.retrievers import BaseRetriever
@@ -43,17 +45,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'pip install "ragops[llamaindex]" (or llama-index-core)'
     ) from exc
 
-__all__ = [
-    "METADATA_KEYS",
-    "RagopsAuthError",
-    "RagopsError",
-    "RagopsRateLimitedError",
-    "RagopsRequestError",
-    "RagopsRetriever",
-    "RagopsUnavailableError",
-    "citation",
-    "node_from_hit",
-]
+# The names the package offers lazily, and this module's own helpers.
+__all__ = [*integrations.__all__, "METADATA_KEYS", "citation", "node_from_hit"]
 
 # Every node carries all of these keys (None where the service did not send the value).
 METADATA_KEYS = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -115,7 +115,8 @@ class ConditionFactory(Protocol):
 
     def is_empty(self, key: str) -> Any: ...
 
-    def filter(self, must: list[Any] | None, must_not: list[Any] | None) -> Any: ...
+    # The backend's filter type, called with `must=` and `must_not=` lists (or None).
+    filter: Callable[..., Any]
 
 
 def engine_filter(where: ChunkFilter | None, spell: ConditionFactory) -> Any | None:
@@ -125,7 +126,7 @@ def engine_filter(where: ChunkFilter | None, spell: ConditionFactory) -> Any | N
     must, must_not = conditions(where, spell)
     if not must and not must_not:
         return None
-    return spell.filter(must or None, must_not or None)
+    return spell.filter(must=must or None, must_not=must_not or None)
 
 
 def conditions(where: ChunkFilter, spell: ConditionFactory) -> tuple[list[Any], list[Any]]:
@@ -149,6 +150,40 @@ def conditions(where: ChunkFilter, spell: ConditionFactory) -> tuple[list[Any], 
     if where.ocr_flagged:
         must_not.append(spell.is_empty("ocr_flag"))
     return must, must_not
+
+
+def payload_of(point: Any) -> ChunkPayload:
+    """A chunk from an engine record (either backend's point or record type)."""
+    return ChunkPayload.from_dict(dict(point.payload or {}))
+
+
+def scored(points: Iterable[Any]) -> list[ScoredChunk]:
+    return [ScoredChunk(payload=payload_of(p), score=float(p.score)) for p in points]
+
+
+def id_scores(points: Iterable[Any]) -> dict[str, float]:
+    """Chunk id -> score, for payload-free queries."""
+    return {str(p.id): float(p.score) for p in points}
+
+
+def dense_of(records: Iterable[Any]) -> dict[str, list[float]]:
+    """Chunk id -> dense vector, for records read with the dense vector only."""
+    out: dict[str, list[float]] = {}
+    for rec in records:
+        if isinstance(rec.vector, dict) and DENSE in rec.vector:
+            out[str(rec.id)] = list(rec.vector[DENSE])
+    return out
+
+
+def pages(read: Callable[[Any], tuple[Sequence[Any], Any]]) -> Iterator[ChunkPayload]:
+    """Every chunk of a paged scroll; `read(offset)` returns a page and the next offset."""
+    offset: Any = None
+    while True:
+        records, offset = read(offset)
+        for rec in records:
+            yield payload_of(rec)
+        if offset is None or not records:
+            return
 
 
 class VectorStore(Protocol):

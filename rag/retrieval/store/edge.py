@@ -55,8 +55,12 @@ from rag.retrieval.store.base import (
     StoreQuery,
     StoreReadOnlyError,
     check_tier,
+    dense_of,
     engine_filter,
+    id_scores,
+    pages,
     resolve_dim,
+    scored,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector, iso
 
@@ -94,8 +98,7 @@ class _Spell:
     def is_empty(self, key: str) -> Any:
         return qe.IsEmptyCondition(key)
 
-    def filter(self, must: list[Any] | None, must_not: list[Any] | None) -> Any:
-        return qe.Filter(must=must, must_not=must_not)
+    filter = staticmethod(qe.Filter)
 
 
 def _filter(where: ChunkFilter | None) -> qe.Filter | None:
@@ -417,16 +420,14 @@ class EdgeStore:
     def scroll(
         self, tier: str, where: ChunkFilter | None = None, batch: int = 256
     ) -> Iterator[ChunkPayload]:
-        offset: Any = None
         flt = _filter(where)
-        while True:
+
+        def read(offset: Any) -> tuple[Sequence[Any], Any]:
             shard = self._ready(tier)
             request = qe.ScrollRequest(offset=offset, limit=batch, filter=flt, with_payload=True)
-            records, offset = self._engine(tier, "scroll", functools.partial(shard.scroll, request))
-            for rec in records:
-                yield ChunkPayload.from_dict(dict(rec.payload or {}))
-            if offset is None or not records:
-                return
+            return self._engine(tier, "scroll", functools.partial(shard.scroll, request))
+
+        return pages(read)
 
     def dense_vectors(self, tier: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
         if not chunk_ids:
@@ -437,21 +438,12 @@ class EdgeStore:
             "read vectors",
             lambda: shard.retrieve(list(chunk_ids), with_payload=False, with_vector=[DENSE]),
         )
-        out: dict[str, list[float]] = {}
-        for rec in records:
-            vector = rec.vector
-            if isinstance(vector, dict) and DENSE in vector:
-                out[str(rec.id)] = list(vector[DENSE])  # type: ignore[arg-type]
-        return out
+        return dense_of(records)
 
     def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]:
         shard = self._ready(tier)
         request = _request(q, with_payload=True)
-        points = self._engine(tier, "query", lambda: shard.query(request))
-        return [
-            ScoredChunk(payload=ChunkPayload.from_dict(dict(p.payload or {})), score=float(p.score))
-            for p in points
-        ]
+        return scored(self._engine(tier, "query", lambda: shard.query(request)))
 
     def scores(self, tier: str, queries: Sequence[StoreQuery]) -> list[dict[str, float]]:
         if not queries:
@@ -459,7 +451,7 @@ class EdgeStore:
         shard = self._ready(tier)
         batch = qe.QueryBatchRequest(queries=[_request(q, with_payload=False) for q in queries])
         results = self._engine(tier, "query", lambda: shard.query_batch(batch))
-        return [{str(p.id): float(p.score) for p in points} for points in results]
+        return [id_scores(points) for points in results]
 
     def optimize(self, tier: str) -> None:
         # Sparse IDF counts deleted points until segments are optimised (DESIGN.md §4).

@@ -33,8 +33,12 @@ from rag.retrieval.store.base import (
     StoreQuery,
     StoreUnreachableError,
     check_tier,
+    dense_of,
     engine_filter,
+    id_scores,
+    pages,
     resolve_dim,
+    scored,
 )
 from rag.types import ChunkPayload, ChunkPoint, ScoredChunk, SparseVector
 
@@ -61,8 +65,7 @@ class _Spell:
     def is_empty(self, key: str) -> Any:
         return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
 
-    def filter(self, must: list[Any] | None, must_not: list[Any] | None) -> Any:
-        return models.Filter(must=must, must_not=must_not)
+    filter = staticmethod(models.Filter)
 
 
 def _filter(where: ChunkFilter | None) -> models.Filter | None:
@@ -238,9 +241,9 @@ class QdrantServerStore:
         self, tier: str, where: ChunkFilter | None = None, batch: int = 256
     ) -> Iterator[ChunkPayload]:
         name = self._ensure(tier)
-        offset: Any = None
         flt = _filter(where)
-        while True:
+
+        def read(offset: Any) -> tuple[Sequence[Any], Any]:
             page = functools.partial(
                 self._client.scroll,
                 name,
@@ -249,11 +252,9 @@ class QdrantServerStore:
                 offset=offset,
                 with_payload=True,
             )
-            records, offset = self._call("scroll", page)
-            for rec in records:
-                yield ChunkPayload.from_dict(dict(rec.payload or {}))
-            if offset is None or not records:
-                return
+            return self._call("scroll", page)
+
+        return pages(read)
 
     def dense_vectors(self, tier: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
         if not chunk_ids:
@@ -265,24 +266,17 @@ class QdrantServerStore:
                 name, ids=list(chunk_ids), with_payload=False, with_vectors=[DENSE]
             ),
         )
-        out: dict[str, list[float]] = {}
-        for rec in records:
-            if isinstance(rec.vector, dict) and DENSE in rec.vector:
-                out[str(rec.id)] = list(rec.vector[DENSE])  # type: ignore[arg-type]
-        return out
+        return dense_of(records)
 
     def query(self, tier: str, q: StoreQuery) -> list[ScoredChunk]:
         (resp,) = self._batch(tier, [_request(q, with_payload=True)])
-        return [
-            ScoredChunk(payload=ChunkPayload.from_dict(dict(p.payload or {})), score=float(p.score))
-            for p in resp.points
-        ]
+        return scored(resp.points)
 
     def scores(self, tier: str, queries: Sequence[StoreQuery]) -> list[dict[str, float]]:
         if not queries:
             return []
         responses = self._batch(tier, [_request(q, with_payload=False) for q in queries])
-        return [{str(p.id): float(p.score) for p in r.points} for r in responses]
+        return [id_scores(r.points) for r in responses]
 
     def _batch(self, tier: str, requests: list[models.QueryRequest]) -> list[models.QueryResponse]:
         name = self._ensure(tier)
