@@ -126,6 +126,9 @@ RECIPES: dict[str, Recipe] = {
     "tail-33": replace(RECIPE, average_tail=1 / 3),
     # With the product-register reading set (`training.reading_data`), each pair three times.
     "reading-3": replace(RECIPE, reading_copies=3),
+    # Once each: does a lighter dose keep HaluEval's answer rate while still reading the
+    # product-register near misses?
+    "reading-1": replace(RECIPE, reading_copies=1),
     # Over the CPU budget: does more training help at all?
     "over-budget-5ep": replace(RECIPE, epochs=5),
     "over-budget-all-3ep": replace(RECIPE, halueval_every=0, near_misses=2, hard_negatives=2),
