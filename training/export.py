@@ -72,13 +72,14 @@ def run_record(
     kind_of: Callable[[dict[str, Any]], str],
     minutes: float,
     validation: dict[str, Any],
-    **recipe: Any,
+    **config: Any,
 ) -> dict[str, Any]:
-    """What a model card and a trainer's summary say of one run: its recipe, time, machine,
-    training pairs by kind and validation figures."""
+    """What a model card and a trainer's summary say of one run: how it was configured (its
+    recipe, or epochs and threshold), time, machine, training pairs by kind and validation
+    figures."""
     counts = Counter(kind_of(r) for r in rows)
     return {
-        **recipe,
+        **config,
         "train_minutes": minutes,
         "machine": machine(),
         "training_pairs": dict(sorted(counts.items())),

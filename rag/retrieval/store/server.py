@@ -240,13 +240,13 @@ class QdrantServerStore:
     def scroll(
         self, tier: str, where: ChunkFilter | None = None, batch: int = 256
     ) -> Iterator[ChunkPayload]:
-        name = self._ensure(tier)
         flt = _filter(where)
 
+        # Checked on the first read, as when this was a generator: nothing runs until iterated.
         def read(offset: Any) -> tuple[Sequence[Any], Any]:
             page = functools.partial(
                 self._client.scroll,
-                name,
+                self._ensure(tier),
                 scroll_filter=flt,
                 limit=batch,
                 offset=offset,
