@@ -97,7 +97,8 @@ def training_rows(
                 continue
             taken[(p["qid"], p["kind"])] += 1
         elif p["set"] == "reading":
-            kept.extend([p] * recipe.reading_copies)
+            copies = recipe.reading_positive_copies if p["kind"] == "positive" else 1
+            kept.extend([p] * (recipe.reading_copies * copies))
             continue
         elif (category := p["kind"].partition("_")[0]) in FITZ_TRAINING_ONLY and (
             category not in recipe.fitz_training_only
