@@ -191,7 +191,11 @@ class AskPipeline:
             d.confidence, d.reason = 0.0, "no_evidence"
             return d
         d.confidence = confidence = round(self.confidence.confidence(evidence), 4)
-        if confidence < self.effective_threshold or evidence.misses_every_specific_term:
+        if (
+            confidence < self.effective_threshold
+            or evidence.misses_every_specific_term
+            or self._names_an_unknown_code(query, evidence, tiers)
+        ):
             d.reason, d.detail = self._refusal(query, evidence, confidence, tiers)
             return d
         reply = self.answerer.answer(query, ranked[:top_k], on_sentence)
@@ -207,6 +211,16 @@ class AskPipeline:
         else:
             d.answer, d.citations = reply.text, reply.citations
         return d
+
+    def _names_an_unknown_code(
+        self, query: QueryTerms, evidence: Evidence, tiers: list[str]
+    ) -> bool:
+        """The question names a code (week 2026-W50, flight A320) that no document of the tiers
+        searched mentions: nothing here can answer it, however well the chunks read about its
+        neighbours (the rota's week W47) score. The whole-index lookup runs only when a code is
+        missing from the chunks read."""
+        codes = [t for t in evidence.missing_specific if t in query.codes]
+        return bool(codes) and bool(self.retriever.unmentioned(codes, tiers))
 
     def _refusal(
         self, query: QueryTerms, evidence: Evidence, confidence: float, tiers: list[str]

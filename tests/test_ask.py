@@ -128,6 +128,16 @@ def test_not_covered_looks_at_every_document_of_the_tiers_searched_and_no_other(
     assert "Lukas" not in (wide["refusal_detail"] or "").split("mentions:")[-1]
 
 
+def test_a_code_no_document_mentions_is_not_covered_however_well_its_neighbours_read(client):
+    # The rota has weeks 2026-W47 to W49: W50's question reads like W47's row.
+    ask = "Who is the primary on-call engineer in week 2026-{}?"
+    known = client.post("/ask", json={"question": ask.format("W47")}).json()
+    assert not known["refused"] and "Amara Okafor" in known["answer"]
+    unknown = client.post("/ask", json={"question": ask.format("W50")}).json()
+    assert unknown["refusal_reason"] == "not_covered", unknown["answer"]
+    assert unknown["refusal_detail"] == "no document in the tiers searched mentions: 2026-W50"
+
+
 def test_query_log_records_the_trace(client):
     body = client.post("/ask", json={"question": "How long must passwords be?"}).json()
     trace = client.app.state.services.query_log.get(body["trace_id"])  # type: ignore[attr-defined]

@@ -30,3 +30,12 @@ def test_coverage_counts_specific_terms_double():
     assert q.coverage({"leed"}) == pytest.approx(2 / 4)
     assert q.coverage({"offic", "open"}) == pytest.approx(2 / 4)
     assert q.missing_specific({"offic"}) == ["leed"]
+
+
+def test_codes_are_capitals_then_a_digit_not_ordinals_decades_quantities_or_typos():
+    q = QueryTerms.of(
+        "Who flies the A320 in week 2026-W50, on the 3rd, in the 1980s, at 7pm, with 100GB, "
+        "in a2002 film?"
+    )
+    assert q.codes == {"a320", "w50"}
+    assert {"2026", "3rd", "1980s", "7pm", "100gb", "a2002"} <= q.specific - q.codes

@@ -25,6 +25,11 @@ QUESTION_WORDS = frozenset(
 )
 _SPECIFIC = re.compile(r"\b(?:[A-Z][\w'-]*|\w*\d\w*|[A-Z]{2,}\w*)\b")
 _QUOTED = re.compile(r"[\"“']([^\"”']{2,})[\"”']")
+# A code: capital letters, then a digit (W50, A320, X7, ISO27001). Spelt the same wherever it is
+# written, unlike a name (Bill, William) or a number (1,000; 1000; one thousand). An ordinal, a
+# decade or a quantity with its unit (3rd, 1980s, 7pm, 100GB) starts with its digits, and a
+# lower-case run into a number is a typo ("in a2002 film", HaluEval's gate rows): neither is one.
+_CODE = re.compile(r"\b[A-Z]+\d[A-Za-z0-9]*\b")
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -43,6 +48,7 @@ class QueryTerms:
     text: str
     content: frozenset[str]
     specific: frozenset[str]
+    codes: frozenset[str] = frozenset()  # the specific terms that are codes (`_CODE`)
 
     @classmethod
     def of(cls, question: str) -> QueryTerms:
@@ -60,7 +66,9 @@ class QueryTerms:
         )
         for phrase in _QUOTED.findall(question):
             specific |= set(tokenize(phrase))
-        return cls(question, content, frozenset(specific & content))
+        specific &= content
+        codes = set(tokenize(" ".join(_CODE.findall(question)))) & specific
+        return cls(question, content, frozenset(specific), frozenset(codes))
 
     def coverage(self, terms: set[str] | frozenset[str]) -> float:
         """Share of the content terms present, specific terms counting double."""
