@@ -57,11 +57,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return dashboard.login_redirect(request)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # What was wrong and where, without echoing the input: a 50 kB question came back
         # whole in its 422, and `"top_k": 1e309` (infinity) could not be written as JSON at
         # all, which made the 422 a 500.
         errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        sent = request.headers.get("content-type", "")
+        for e in errors:
+            # `curl -d '{...}'` sends form encoding: the JSON body is then read as a string,
+            # and pydantic's "Input should be a valid dictionary" does not say why.
+            if tuple(e.get("loc", ())) == ("body",) and "json" not in sent.lower():
+                e["msg"] = (
+                    "the body must be a JSON object sent with Content-Type: application/json "
+                    f"(this request's: {sent or 'none'})"
+                )
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StoreError)

@@ -257,6 +257,20 @@ def test_bad_requests_are_422_with_a_message(client, payload, message):
     assert message in response.text
 
 
+def test_a_json_body_sent_as_a_form_is_told_its_content_type(client):
+    # What `curl -d '{...}'` sends when no Content-Type is given.
+    body = '{"question": "How long must passwords be?"}'
+    sent = "application/x-www-form-urlencoded"
+    response = client.post("/ask", content=body, headers={"Content-Type": sent})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == (
+        "the body must be a JSON object sent with Content-Type: application/json "
+        f"(this request's: {sent})"
+    )
+    typed = client.post("/ask", content=body, headers={"Content-Type": "application/json"})
+    assert typed.status_code == 200 and not typed.json()["refused"]
+
+
 def test_key_scoped_to_verified_never_sees_internal(client):
     services = client.app.state.services  # type: ignore[attr-defined]
     created = services.keys.create("policy-bot", ["verified"])
