@@ -97,6 +97,8 @@ def training_rows(
                 continue
             taken[(p["qid"], p["kind"])] += 1
         elif p["set"] == "reading":
+            if recipe.reading_kinds is not None and p["kind"] not in recipe.reading_kinds:
+                continue
             copies = recipe.reading_positive_copies if p["kind"] == "positive" else 1
             kept.extend([p] * (recipe.reading_copies * copies))
             continue
