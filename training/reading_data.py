@@ -4,10 +4,11 @@ fitz-gov).
 
     python -m training.reading_data --out evals/out/reading
 
-The documents (`training/reading/docs`) and their 130 questions
-(`training/reading/questions.jsonl`) were written for training only: they share no
-document with the product-register evaluation set (`evals/datasets/register`), which is never
-trained on. Split by document: `VAL_DOCS` give the model card's figures, the rest train.
+The documents (`training/reading/docs`: 17 policies, handbooks, FAQs, timetables and price
+tables) and their 289 questions (`training/reading/questions.jsonl`) were written for training
+only: they share no document with the product-register evaluation set
+(`evals/datasets/register`), which is never trained on. Split by document: `VAL_DOCS` give
+the model card's figures, the rest train.
 
 The documents go through the real ingestion path (the chunks are the ones served, tables read
 as rows with their headers); every question is then paired with chunks by rule:

@@ -155,8 +155,27 @@ RECIPES: dict[str, Recipe] = {
     # 0.714, test 0.643; shipped 0.786 / 0.786), never-mentioned refused 1.0 on both splits,
     # near misses 0.778; fitz-gov val answer rate 0.688 -> 0.792 at refusal 0.758; but the gate
     # fitted on calib (threshold 0.61) answers HaluEval val 0.850 (0.909). Not shipped.
+    # Again with the reading set grown to 17 documents and 289 questions (2026-12-07, 30.8 min):
+    # product-register test near misses / never-mentioned refused 0.778 / 0.8, paraphrases 0.714
+    # (shipped 0.556 / 0.4 / 0.786), golden set behaved 0.843 (0.814), fitz-gov val answer rate
+    # 0.812 at refusal 0.712; gate threshold 0.635, HaluEval val answer rate 0.858. Not shipped.
     "reading-near-only": replace(
         RECIPE,
+        reading_copies=1,
+        reading_kinds=("positive", "qualifier_swap", "near_miss", "never"),
+    ),
+    # reading-near-only learning every HaluEval train question (a third more HaluEval pairs):
+    # do more HaluEval answers keep the gate from trading them for the product's register?
+    # 2026-12-07, 41.7 min, val pair AUC up on every set (HaluEval 0.888, fitz-gov 0.858,
+    # reading 0.951; shipped 0.873 / 0.829); gate threshold 0.57 but calib CV worst group 0.697
+    # (shipped 0.750); val HaluEval answer rate 0.891, citing relevant 0.865 (shipped 0.909 /
+    # 0.883 recalibrated); fitz-gov val refusal 0.803 at answer rate 0.750 (0.758 / 0.688);
+    # product-register test near misses 0.889, never 0.8, paraphrases 0.714, but dev rows right
+    # 34 of 42 as the shipped judge's, golden set 0.814 as the shipped. Not shipped: HaluEval
+    # fell, and the development measures (calib, register dev, golden) do not show the gain.
+    "reading-near-all-halueval": replace(
+        RECIPE,
+        halueval_every=0,
         reading_copies=1,
         reading_kinds=("positive", "qualifier_swap", "near_miss", "never"),
     ),

@@ -276,8 +276,8 @@ the extractive answerer (`rag/answering/judge.py`); its order can replace the re
   our hybrid retriever's top chunks from other documents, fitz-gov abstention cases against
   their decoys and retrieved chunks, and generated near misses (answer sentences removed; a
   name or number of the question replaced in the passage). Beside them the reading set
-  (`python -m training.reading_data`): nine documents in the product's register (policies, a
-  handbook, FAQs, a timetable and price tables) written for training, with 130 questions, split
+  (`python -m training.reading_data`): 17 documents in the product's register (policies,
+  handbooks, FAQs, timetables and price tables) written for training, with 289 questions, split
   by document (`clinic-hours.md`, `car-park-notice.md`: val); positives are the chunk holding
   the answer, negatives that chunk with the answering sentence taken out, the other chunks
   retrieved, the question with a qualifier swapped for one the document never mentions, and
