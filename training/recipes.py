@@ -171,8 +171,8 @@ RECIPES: dict[str, Recipe] = {
     # (shipped 0.750); val HaluEval answer rate 0.891, citing relevant 0.865 (shipped 0.909 /
     # 0.883 recalibrated); fitz-gov val refusal 0.803 at answer rate 0.750 (0.758 / 0.688);
     # product-register test near misses 0.889, never 0.8, paraphrases 0.714, but dev rows right
-    # 34 of 42 as the shipped judge's, golden set 0.814 as the shipped. Not shipped: HaluEval
-    # fell, and the development measures (calib, register dev, golden) do not show the gain.
+    # 34 of 42 (shipped 36), golden set 0.814 as the shipped. Not shipped: HaluEval fell, and
+    # the development measures (calib, register dev, golden) do not show the gain.
     "reading-near-all-halueval": replace(
         RECIPE,
         halueval_every=0,
