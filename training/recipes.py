@@ -108,6 +108,12 @@ def describe(recipe: Recipe) -> str:
 
 
 # Each within the CPU budget (≤ ~37k pair-passes: 45 min on 2 cores) unless it says so.
+# The reading set learnt once, only its positives and its near misses (no merely on-topic
+# negatives): the diet of the "reading-near-*" recipes below.
+READING_NEAR_ONLY = replace(
+    RECIPE, reading_copies=1, reading_kinds=("positive", "qualifier_swap", "near_miss", "never")
+)
+
 RECIPES: dict[str, Recipe] = {
     "shipped": RECIPE,
     "seed2": replace(RECIPE, seed=RECIPE.seed + 1),  # the noise between two seeds
@@ -159,11 +165,7 @@ RECIPES: dict[str, Recipe] = {
     # product-register test near misses / never-mentioned refused 0.778 / 0.8, paraphrases 0.714
     # (shipped 0.556 / 0.4 / 0.786), golden set behaved 0.843 (0.814), fitz-gov val answer rate
     # 0.812 at refusal 0.712; gate threshold 0.635, HaluEval val answer rate 0.858. Not shipped.
-    "reading-near-only": replace(
-        RECIPE,
-        reading_copies=1,
-        reading_kinds=("positive", "qualifier_swap", "near_miss", "never"),
-    ),
+    "reading-near-only": READING_NEAR_ONLY,
     # reading-near-only learning every HaluEval train question (a third more HaluEval pairs):
     # do more HaluEval answers keep the gate from trading them for the product's register?
     # 2026-12-07, 41.7 min, val pair AUC up on every set (HaluEval 0.888, fitz-gov 0.858,
@@ -173,12 +175,7 @@ RECIPES: dict[str, Recipe] = {
     # product-register test near misses 0.889, never 0.8, paraphrases 0.714, but dev rows right
     # 34 of 42 (shipped 36), golden set 0.814 as the shipped. Not shipped: HaluEval fell, and
     # the development measures (calib, register dev, golden) do not show the gain.
-    "reading-near-all-halueval": replace(
-        RECIPE,
-        halueval_every=0,
-        reading_copies=1,
-        reading_kinds=("positive", "qualifier_swap", "near_miss", "never"),
-    ),
+    "reading-near-all-halueval": replace(READING_NEAR_ONLY, halueval_every=0),
     # Over the CPU budget: does more training help at all?
     "over-budget-5ep": replace(RECIPE, epochs=5),
     "over-budget-all-3ep": replace(RECIPE, halueval_every=0, near_misses=2, hard_negatives=2),
