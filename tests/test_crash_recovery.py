@@ -26,8 +26,11 @@ from conftest import make_settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
-SEEDS = [11, 23, 37, 41]
-ROWS = 320  # five write batches of 64 documents
+BATCH = 64  # the runner writes (and records progress) a batch of documents at a time
+ROWS = 5 * BATCH
+# (the batch being written when the kill lands, seed of the moment within it): before the
+# first write, early, late and in the last batch, where the job is about to finish.
+KILLS = [(0, 11), (1, 23), (3, 37), (4, 41)]
 
 
 def corpus(path: Path) -> Path:
@@ -124,34 +127,39 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Snapshot, 
     return path, snapshot(root / "data"), ran.total_seconds()
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_kill_9_mid_ingestion_then_rerun_matches_an_uninterrupted_run(baseline, tmp_path, seed):
+@pytest.mark.parametrize(("batch", "seed"), KILLS)
+def test_kill_9_mid_ingestion_then_rerun_matches_an_uninterrupted_run(
+    baseline, tmp_path, batch, seed
+):
     path, expected, job_seconds = baseline
     data_dir = tmp_path / "data"
     rng = random.Random(seed)
     child = subprocess.Popen(
         ingest_cmd(path), env=env_for(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    # Wait for the job to start, then kill at a seeded moment of the job's run: anywhere
-    # from before the first write to the middle of the last batch.
+    # Wait until the job has recorded the batches before `batch`, then kill at a seeded moment
+    # within the next one. The moment is placed by the job's own progress, not by a wall-clock
+    # time: the baseline's timing, measured under another load, only scales the small offset
+    # into the batch (at most half a batch's time), so a faster run still dies mid-job.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if (data_dir / "ops.sqlite3").exists():
             try:
-                if any(status == "running" for _, status, _, _ in job_rows(data_dir)):
+                rows = job_rows(data_dir)
+                if any(st == "running" and done >= batch * BATCH for _, st, done, _ in rows):
                     break
             except sqlite3.OperationalError:
                 pass  # the schema is being created
         assert child.poll() is None, child.stderr.read().decode()[-2000:] if child.stderr else ""
-        time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 0.8) * job_seconds)
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 0.5) * job_seconds * BATCH / ROWS)
     if child.poll() is not None:
-        pytest.fail(f"seed {seed}: the job finished before the kill; shorten the delay")
+        pytest.fail(f"batch {batch}: the job finished before the kill; shorten the delay")
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     killed_id, status, files_done, _ = job_rows(data_dir)[0]
     assert status == "running"  # nobody could mark it: the process died mid-job
-    print(f"seed {seed}: killed after {files_done} of {ROWS} documents")
+    print(f"batch {batch}: killed after {files_done} of {ROWS} documents")
 
     job = run_to_end(path, data_dir)
     assert job["status"] == "succeeded"
