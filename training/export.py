@@ -19,8 +19,9 @@ from rag.onnx_export import export_bert
 from training.judge_data import base_tokenizer_file
 
 
-def export(model: Any, out: Path, workdir: Path) -> None:
-    """fp32 ONNX via the TorchScript exporter, then dynamic int8 quantization of the weights."""
+def export(model: Any, out: Path, workdir: Path, tokenizer: Path | None = None) -> None:
+    """fp32 ONNX via the TorchScript exporter, then dynamic int8 quantization of the weights;
+    beside it the base's `tokenizer` file (None: MiniLM's)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     sample = model.tokenizer(["a question"], ["a passage"], return_tensors="pt")
@@ -29,7 +30,7 @@ def export(model: Any, out: Path, workdir: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(fp32), str(out / "model.onnx"), weight_type=QuantType.QInt8)
     uint8_weights(out / "model.onnx")
-    shutil.copy(base_tokenizer_file(), out / "tokenizer.json")
+    shutil.copy(tokenizer or base_tokenizer_file(), out / "tokenizer.json")
 
 
 def uint8_weights(path: Path) -> None:

