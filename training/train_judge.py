@@ -343,7 +343,7 @@ def main() -> None:
         model = train_recipe(rows, Path(tmp), recipe, base)
         minutes = round((time.perf_counter() - started) / 60, 1)
         (args.out).mkdir(parents=True, exist_ok=True)
-        export(model, args.out, Path(tmp), base / "tokenizer.json" if base else None)
+        export(model, args.out, Path(tmp), base / "tokenizer.json")
     write_reading_config(args.out, QUESTION_TOKENS, recipe.seed)
     figures = validation_figures(val, score_pairs(args.out, val))
     meta = run_record(
