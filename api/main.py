@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # and the embedded store's lock is taken for this process's lifetime.
         _ = services.asker
         services.embedder.embed_query("warm up")
+        services.qualifiers.parse("Is the parser loaded?")
         app.state.services = services
         host = IngestionHost(services)
         host.start(schedule=settings.scheduler_enabled)

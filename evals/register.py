@@ -67,10 +67,36 @@ def score(results: list[dict[str, Any]], rows: dict[str, dict[str, Any]]) -> dic
     return out
 
 
-def run_register(workdir: Path, split: str = "all") -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Ingest every register document (both splits: a question may be answered from any
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A question set in this set's format, or in the reading set's (`doc`, `kind`,
+    `question`, `answer`: `training/reading`), which becomes split `reading`."""
+    rows = []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    for n, row in enumerate(map(json.loads, lines), 1):
+        if "id" not in row:
+            answerable = row["kind"] in ("direct", "paraphrase")
+            row = {
+                "id": f"reading-{n:03d}",
+                "split": "reading",
+                "kind": row["kind"],
+                "question": row["question"],
+                "answerable": answerable,
+                "relevant_doc_ids": [row["doc"]] if answerable else [],
+                "reference_answer": row["answer"] if answerable else None,
+            }
+        rows.append(row)
+    return rows
+
+
+def run_register(
+    workdir: Path,
+    split: str = "all",
+    documents: Path = DOCUMENTS,
+    questions: Path = QUESTIONS,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ingest every document of the set (both splits: a question may be answered from any
     document, as in a real index) and ask the split's questions."""
-    from evals.runner import read_dataset, run_dataset
+    from evals.runner import run_dataset
     from ingestion.runner import IngestRequest
     from service.container import Services
     from service.ingest import make_ingestor
@@ -78,11 +104,11 @@ def run_register(workdir: Path, split: str = "all") -> tuple[dict[str, Any], lis
     services = Services.scratch(workdir)
     try:
         job = make_ingestor(services).run(
-            IngestRequest("register", "internal", DOCUMENTS, "30d", trigger="eval")
+            IngestRequest("register", "internal", documents, "30d", trigger="eval")
         )
         if job.status != "succeeded" or job.counts["failed"]:
             raise RuntimeError(f"ingesting the register documents failed: {job.to_dict()}")
-        rows = [r for r in read_dataset(QUESTIONS) if split in ("all", r["split"])]
+        rows = [r for r in read_rows(questions) if split in ("all", r["split"])]
         results = run_dataset(services.asker, services.store, rows, ["internal"])
         return score(results, {r["id"]: r for r in rows}), results
     finally:
@@ -91,21 +117,33 @@ def run_register(workdir: Path, split: str = "all") -> tuple[dict[str, Any], lis
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="all", choices=["dev", "test", "all"])
+    parser.add_argument("--split", default="all", choices=["dev", "test", "reading", "all"])
+    parser.add_argument(
+        "--documents", type=Path, default=DOCUMENTS, help="another set's documents (a folder)"
+    )
+    parser.add_argument(
+        "--questions", type=Path, default=QUESTIONS, help="another set's questions (JSONL)"
+    )
     parser.add_argument("--show-wrong", action="store_true", help="print the dev rows gone wrong")
     parser.add_argument("--out", type=Path, help="write the results here (JSONL)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        report, results = run_register(Path(tmp), args.split)
-    print(json.dumps({"command": f"{COMMAND} --split {args.split}", **report}, indent=2))
+        report, results = run_register(Path(tmp), args.split, args.documents, args.questions)
+    command = f"{COMMAND} --split {args.split}"
+    if args.questions != QUESTIONS:
+        command += f" --documents {args.documents} --questions {args.questions}"
+    print(json.dumps({"command": command, **report}, indent=2))
     if args.out:
         write_jsonl(results, args.out)
     if args.show_wrong:
-        rows = {r["id"]: r for r in map(json.loads, QUESTIONS.read_text().splitlines())}
+        rows = {r["id"]: r for r in read_rows(args.questions)}
         for result in results:
             row = rows[result["id"]]
-            if row["split"] == "dev" and not right(result, row):
-                what = result["refusal_reason"] or result["answer"]
+            if row["split"] != "test" and not right(result, row):
+                what = (
+                    result["answer"]
+                    or f"{result['refusal_reason']}: {result.get('refusal_detail')}"
+                )
                 print(f"{row['kind']:10} {row['question']}\n           -> {what}")
 
 

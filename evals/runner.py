@@ -19,6 +19,7 @@ from rag.retrieval.store import ChunkFilter, VectorStore
 RESULT_KEYS = (
     "refused",
     "refusal_reason",
+    "refusal_detail",
     "answer",
     "confidence",
     "latency_ms",

@@ -23,8 +23,10 @@ from datetime import datetime
 from rag.answering.answer import Answerer, check_citations
 from rag.answering.confidence import ConfidenceModel, Evidence, evidence_features, sigmoid
 from rag.answering.judge import AnswerabilityJudge
+from rag.answering.qualifiers import Contrast, QualifierReader
 from rag.ops.metrics import ASKS, STAGE_SECONDS
 from rag.ops.querylog import QueryLog, Trace
+from rag.retrieval.bm25 import tokenize
 from rag.retrieval.hybrid import HybridRetriever
 from rag.retrieval.rerank import Reranker
 from rag.retrieval.terms import QueryTerms, clean_question
@@ -94,6 +96,8 @@ class AskPipeline:
     # How many top candidates the judge reads, and whether its order replaces theirs.
     judge_depth: int = 3
     judge_rerank: bool = False
+    # Parses the question for what it asks the existence of ("Is there a gym?").
+    qualifiers: QualifierReader | None = None
 
     @property
     def effective_threshold(self) -> float:
@@ -191,12 +195,21 @@ class AskPipeline:
             d.confidence, d.reason = 0.0, "no_evidence"
             return d
         d.confidence = confidence = round(self.confidence.confidence(evidence), 4)
+        unknown = self._unknown_thing(query, tiers)
+        if unknown is not None:
+            d.reason = "not_covered"
+            d.detail = f"no document in the tiers searched mentions: {unknown}"
+            return d
         if (
             confidence < self.effective_threshold
             or evidence.misses_every_specific_term
             or self._names_an_unknown_code(query, evidence, tiers)
         ):
             d.reason, d.detail = self._refusal(query, evidence, confidence, tiers)
+            return d
+        contrast = self.answerer.contrast(query, ranked[:top_k])
+        if contrast is not None:
+            d.reason, d.detail = self._contrast_refusal(contrast, tiers)
             return d
         reply = self.answerer.answer(query, ranked[:top_k], on_sentence)
         d.generator = reply.generator
@@ -212,6 +225,16 @@ class AskPipeline:
             d.answer, d.citations = reply.text, reply.citations
         return d
 
+    def _unknown_thing(self, query: QueryTerms, tiers: list[str]) -> str | None:
+        """The thing the question asks the existence of, as written, when no document of the
+        tiers searched mentions it."""
+        if self.qualifiers is None:
+            return None
+        thing = self.qualifiers.asked_thing(self.qualifiers.parse(query.text))
+        if thing is None or not self.retriever.unmentioned([thing.stem], tiers):
+            return None
+        return thing.text
+
     def _names_an_unknown_code(
         self, query: QueryTerms, evidence: Evidence, tiers: list[str]
     ) -> bool:
@@ -221,6 +244,17 @@ class AskPipeline:
         missing from the chunks read."""
         codes = [t for t in evidence.missing_specific if t in query.codes]
         return bool(codes) and bool(self.retriever.unmentioned(codes, tiers))
+
+    def _contrast_refusal(self, contrast: Contrast, tiers: list[str]) -> tuple[str, str]:
+        """The best evidence is about another qualifier: `not_covered` when the asked one
+        appears in no document of the tiers searched, else `low_confidence`, both saying so."""
+        asked = tokenize(contrast.word) if contrast.word else []
+        if asked and self.retriever.unmentioned(asked, tiers):
+            return "not_covered", (
+                f"no document in the tiers searched mentions: {contrast.word}; "
+                + contrast.describe()
+            )
+        return "low_confidence", contrast.describe()
 
     def _refusal(
         self, query: QueryTerms, evidence: Evidence, confidence: float, tiers: list[str]

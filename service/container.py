@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from rag.answering.answer import Answerer, ExtractiveAnswerer
 from rag.answering.confidence import ConfidenceModel
 from rag.answering.judge import AnswerabilityJudge, shared_judge
+from rag.answering.qualifiers import QualifierReader, shared_qualifier_reader
 from rag.ask import AskPipeline
 from rag.durations import parse_duration
 from rag.ops.auth import KeyStore
@@ -83,6 +84,10 @@ class Services:
         return shared_judge(s.judge_model, s.judge_threads, s.judge_concurrent_threads)
 
     @cached_property
+    def qualifiers(self) -> QualifierReader:
+        return shared_qualifier_reader()
+
+    @cached_property
     def bm25(self) -> BM25Encoder:
         return BM25Encoder(self.settings.bm25_k1, self.settings.bm25_b)
 
@@ -139,6 +144,7 @@ class Services:
             threshold=s.confidence_threshold,
             judge_depth=s.judge_depth,
             judge_rerank=s.judge_rerank,
+            qualifiers=self.qualifiers,
         )
 
     @cached_property
@@ -146,7 +152,7 @@ class Services:
         """Extractive by default; generative when LLM providers are configured, with the
         extractive answerer as its fallback."""
         s = self.settings
-        extractive = ExtractiveAnswerer()
+        extractive = ExtractiveAnswerer(qualifiers=self.qualifiers)
         if not s.llm_providers:
             return extractive
         from rag.answering.generate import LLMAnswerer, PromptSet

@@ -326,3 +326,11 @@ def test_context_is_cut_to_its_token_budget():
     )
     assert sum(words([p.text for p in passages])) <= 60
     assert "sixteen weeks" in passages[0].text  # the window around the question survives
+
+
+def test_a_near_miss_is_refused_before_any_provider_writes(client, llms):
+    # The runbook gives the recovery *time* objective; the model would have written it too.
+    body = ask(client, "What is the recovery point objective for the orders database?")
+    assert body["refused"] is True, body
+    assert 'not "point objective"' in body["refusal_detail"]
+    assert all(not server.requests for server in llms)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingestion.loaders.common import Block, LoadError
+from rag.rows import row_sentence
 
 # Rows of a header: more than this many is a table of labels, not a header.
 MAX_HEADER_ROWS = 3
@@ -104,19 +105,6 @@ def column_labels(grid: Grid, header_rows: int) -> list[str]:
                 parts.append(text)
         labels.append(" ".join(parts))
     return labels
-
-
-def row_sentence(labels: list[str], row: list[str], caption: str = "") -> str:
-    """`Caption — label: value; label: value`, empty cells left out; a value under no label
-    (a row header under an empty corner) stands alone."""
-    pairs = []
-    for j, value in enumerate(row):
-        if not value:
-            continue
-        label = labels[j] if j < len(labels) else ""
-        pairs.append(f"{label}: {value}" if label and label != value else value)
-    body = "; ".join(pairs)
-    return f"{caption} — {body}" if caption and body else body
 
 
 def row_blocks(grid: Grid, heading_path: tuple[str, ...], context: str = "") -> list[Block]:

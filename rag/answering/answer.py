@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rag.answering.qualifiers import Contrast, QualifierReader
 from rag.answering.sentences import split_sentences
 from rag.retrieval.bm25 import tokenize
 from rag.retrieval.terms import QueryTerms
@@ -50,10 +51,16 @@ class Answerer(Protocol):
         """`on_sentence` receives each final sentence as soon as it is known (streaming)."""
         ...
 
+    def contrast(self, query: QueryTerms, ranked: list[Candidate]) -> Contrast | None:
+        """Why the evidence does not answer although it was judged to: the sentence that would
+        answer first is about another qualifier than the question asks about."""
+        ...
+
 
 @dataclass
 class _Sentence:
     text: str
+    context: str  # its document's title and section headings
     candidate_rank: int
     position: int
     terms: frozenset[str]
@@ -76,6 +83,10 @@ class ExtractiveAnswerer:
     judge_margin: float = 2.0
     # Sentences inside the window the judge read gain this much (coverage is in [0, 1]).
     window_bonus: float = 0.25
+    # Finds sentences about another qualifier than the question's (the night shift for a
+    # question about the early shift): such a sentence is never quoted, and when it is the best
+    # one, the evidence does not answer.
+    qualifiers: QualifierReader | None = None
     kind: str = "extractive"
 
     def answer(
@@ -85,7 +96,15 @@ class ExtractiveAnswerer:
         sentences = self._sentences(query, usable)
         if not sentences:
             return Reply("", [])
-        best = max(sentences, key=lambda s: (s.score, -s.candidate_rank, -s.position))
+        if self.qualifiers is not None:
+            # About another qualifier than the question's: never quoted.
+            question = self.qualifiers.parse(query.text)
+            sentences = [
+                s for s in sentences if not self.qualifiers.contrast(question, s.text, s.context)
+            ]
+            if not sentences:
+                return Reply("", [])
+        best = max(sentences, key=_rank)
         chosen = [best]
         covered = best.terms & query.content
 
@@ -113,6 +132,15 @@ class ExtractiveAnswerer:
                 on_sentence(sentence)
         return Reply(" ".join(marked), citations)
 
+    def contrast(self, query: QueryTerms, ranked: list[Candidate]) -> Contrast | None:
+        if self.qualifiers is None:
+            return None
+        sentences = self._sentences(query, self._usable(ranked[: self.depth]))
+        if not sentences:
+            return None
+        lead = max(sentences, key=_rank)
+        return self.qualifiers.contrast(self.qualifiers.parse(query.text), lead.text, lead.context)
+
     def _usable(self, top: list[Candidate]) -> list[Candidate]:
         # The reranker's order stands (the judge's own order lowered MRR@10 on dev); the judge
         # only drops chunks it rates far below its best one.
@@ -133,6 +161,7 @@ class ExtractiveAnswerer:
             prior = 0.05 * (len(top) - rank)
             lo, hi = candidate.window or (0, len(text))
             headings = _headings(candidate)
+            context = " ".join(filter(None, [candidate.payload.title, candidate.payload.section]))
             for position, (a, b) in enumerate(split_sentences(text)):
                 sentence = text[a:b]
                 if _not_evidence(sentence, headings):
@@ -144,8 +173,13 @@ class ExtractiveAnswerer:
                 if _heading_like(sentence):
                     # "Parental leave" restates the question; the sentence under it answers it.
                     score *= 0.5
-                out.append(_Sentence(sentence, rank, position, sentence_terms, score))
+                out.append(_Sentence(sentence, context, rank, position, sentence_terms, score))
         return out
+
+
+def _rank(s: _Sentence) -> tuple[float, int, int]:
+    """The best sentence first: the highest score, then the earlier chunk and position."""
+    return (s.score, -s.candidate_rank, -s.position)
 
 
 def _headings(candidate: Candidate) -> frozenset[str]:

@@ -29,6 +29,7 @@ from rag.answering.answer import ExtractiveAnswerer, Reply
 from rag.answering.injection import injection_reason
 from rag.answering.judge import passage_window
 from rag.answering.llm import LLMError, ProviderClient
+from rag.answering.qualifiers import Contrast
 from rag.answering.sentences import split_sentences
 from rag.answering.verify import ClaimVerifier
 from rag.retrieval.bm25 import tokenize
@@ -151,6 +152,11 @@ class LLMAnswerer:
     # answer a different, smaller question than the one the model was answering.
     min_supported: float = 0.5
     kind: str = "llm"
+
+    def contrast(self, query: QueryTerms, ranked: list[Candidate]) -> Contrast | None:
+        # The model writes from the same evidence: if its lead sentence is about another
+        # qualifier, so would the model's answer be.
+        return self.fallback.contrast(query, ranked)
 
     def answer(
         self, query: QueryTerms, ranked: list[Candidate], on_sentence: TextSink | None = None
