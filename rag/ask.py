@@ -230,7 +230,7 @@ class AskPipeline:
         tiers searched mentions it."""
         if self.qualifiers is None:
             return None
-        thing = self.qualifiers.asked_thing(self.qualifiers.parse(query.text))
+        thing = self.qualifiers.asked_thing(query.text)
         if thing is None or not self.retriever.unmentioned([thing.stem], tiers):
             return None
         return thing.text

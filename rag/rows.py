@@ -26,6 +26,11 @@ def row_sentence(labels: list[str], row: list[str], caption: str = "") -> str:
     return f"{caption}{CAPTION}{body}" if caption and body else body
 
 
+# A column label is a few words: prose with a colon and a semicolon ("George Avakian
+# (Armenian: ...; ...)") is no row.
+MAX_LABEL_WORDS = 6
+
+
 def row_cells(sentence: str) -> list[tuple[str, str]] | None:
     """A row sentence's `(label, value)` cells in column order (label "" for a value that
     stands alone), or None when the sentence is not a row of at least two labelled cells."""
@@ -34,6 +39,9 @@ def row_cells(sentence: str) -> list[tuple[str, str]] | None:
     for cell in body.split(CELLS):
         label, sep, value = cell.partition(LABEL)
         cells.append((label.strip(), value.strip()) if sep else ("", cell.strip()))
-    if len(cells) < 2 or sum(1 for label, _ in cells if label) < 2:
+    labels = [label for label, _ in cells if label]
+    if len(cells) < 2 or len(labels) < 2:
+        return None
+    if any(len(label.split()) > MAX_LABEL_WORDS or set(label) & set('()[]"') for label in labels):
         return None
     return cells

@@ -54,6 +54,21 @@ def test_an_faq_question_is_context_never_the_answer():
     ]
 
 
+def test_a_heading_inside_the_chunk_is_never_added_to_an_answer():
+    # The sample handbook's annual-leave sentence, then the next section's heading: the
+    # heading covers "sick", the sentence before it the rest, but a heading states nothing.
+    text = (
+        "Full-time employees receive 28 days of paid annual leave per calendar year.\n"
+        "Sick leave\n"
+        "Employees must call their manager before 9:00 on the first day off."
+    )
+    reply = ExtractiveAnswerer().answer(
+        QueryTerms.of("How many days of paid sick leave do employees get per year?"),
+        [candidate(text)],
+    )
+    assert "Sick leave" not in [c.quote for c in reply.citations]
+
+
 def test_a_sentence_restating_the_section_heading_or_title_is_not_quoted():
     c = candidate("Remote work allowance\n\nEach employee receives 400 euros once.")
     c.payload.section = "Remote work policy > Remote work allowance"

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import pytest
 from conftest import make_settings
+from factories import candidate
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ingestion.runner import IngestRequest
+from rag.answering.answer import ExtractiveAnswerer
 from rag.answering.qualifiers import QualifierReader, shared_qualifier_reader
+from rag.retrieval.terms import QueryTerms
 from rag.rows import row_cells, row_sentence
 from service.ingest import make_ingestor
 
@@ -58,7 +61,7 @@ def reader() -> QualifierReader:
 def test_a_sentence_about_another_qualifier_contrasts(
     reader, question, sentence, kind, found, asked
 ):
-    contrast = reader.contrast(reader.parse(question), sentence)
+    contrast = reader.contrast(question, sentence)
     assert contrast is not None
     assert (contrast.kind, contrast.found, contrast.asked) == (kind, found, asked)
     assert found in contrast.describe()
@@ -81,7 +84,7 @@ ROW = "Route 42 fares — Passenger: Adult; Single: 2.80 euros; Day ticket: 6.50
 
 
 def test_a_row_about_another_kind_of_thing_contrasts(reader):
-    contrast = reader.contrast(reader.parse("How much is a senior citizen single fare?"), ROW)
+    contrast = reader.contrast("How much is a senior citizen single fare?", ROW)
     assert contrast is not None and contrast.kind == "row"
     assert contrast.describe() == 'the evidence is about "Passenger: Adult", not "senior citizen"'
 
@@ -94,7 +97,7 @@ def test_a_row_about_another_kind_of_thing_contrasts(reader):
     ],
 )
 def test_a_row_that_may_answer_does_not_contrast(reader, question):
-    assert reader.contrast(reader.parse(question), ROW) is None
+    assert reader.contrast(question, ROW) is None
 
 
 @pytest.mark.parametrize(
@@ -135,7 +138,7 @@ def test_a_row_that_may_answer_does_not_contrast(reader, question):
     ],
 )
 def test_a_sentence_that_answers_does_not_contrast(reader, question, sentence, context):
-    assert reader.contrast(reader.parse(question), sentence, context) is None
+    assert reader.contrast(question, sentence, context) is None
 
 
 @pytest.mark.parametrize(
@@ -150,7 +153,7 @@ def test_a_sentence_that_answers_does_not_contrast(reader, question, sentence, c
     ],
 )
 def test_the_thing_a_question_asks_the_existence_of(reader, question, thing):
-    found = reader.asked_thing(reader.parse(question))
+    found = reader.asked_thing(question)
     assert (found.text if found else None) == thing
 
 
@@ -215,3 +218,19 @@ def test_a_thing_no_document_names_is_not_covered(client):
     body = ask(client, "Is there a gym in the building?")
     assert body["refused"] and body["refusal_reason"] == "not_covered", body
     assert body["refusal_detail"] == "no document in the tiers searched mentions: gym"
+
+
+def test_a_row_tied_with_the_lead_answers_when_it_is_the_one_asked_about(reader):
+    rows = [
+        "Memberships — Membership: Standard; Monthly fee: 15 euros; Classes: 2 per week",
+        "Memberships — Membership: Unlimited; Monthly fee: 25 euros; Classes: all",
+    ]
+    answerer = ExtractiveAnswerer(qualifiers=reader)
+    chunk = [candidate("\n".join(rows))]
+    # Both rows cover the question alike ("per" in one, "unlimited" in the other); the
+    # Standard row leads by position only.
+    query = QueryTerms.of("How much does the unlimited membership cost per month?")
+    assert answerer.contrast(query, chunk) is None
+    assert "25 euros" in answerer.answer(query, chunk).text
+    asked_for_another = QueryTerms.of("How much does the family membership cost per month?")
+    assert answerer.contrast(asked_for_another, chunk) is not None

@@ -96,15 +96,16 @@ class ExtractiveAnswerer:
         sentences = self._sentences(query, usable)
         if not sentences:
             return Reply("", [])
-        if self.qualifiers is not None:
-            # About another qualifier than the question's: never quoted.
-            question = self.qualifiers.parse(query.text)
-            sentences = [
-                s for s in sentences if not self.qualifiers.contrast(question, s.text, s.context)
-            ]
-            if not sentences:
-                return Reply("", [])
-        best = max(sentences, key=_rank)
+        reader = self.qualifiers
+
+        def quotable(s: _Sentence) -> bool:
+            # A sentence about another qualifier than the question's is never quoted.
+            return reader is None or reader.contrast(query.text, s.text, s.context) is None
+
+        # Checked in the order they would be chosen: most sentences are never parsed.
+        best = next((s for s in sorted(sentences, key=_rank, reverse=True) if quotable(s)), None)
+        if best is None:
+            return Reply("", [])
         chosen = [best]
         covered = best.terms & query.content
 
@@ -113,12 +114,21 @@ class ExtractiveAnswerer:
             return fresh + (self.same_chunk_bonus if s.candidate_rank == best.candidate_rank else 0)
 
         while len(chosen) < self.max_sentences:
-            pool = [s for s in sentences if not any(_same(s.text, c.text) for c in chosen)]
+            # A further sentence must state something: a short unpunctuated line ("Sick leave")
+            # is a heading, which adds the question's words but no fact.
+            pool = [
+                s
+                for s in sentences
+                if not _heading_like(s.text) and not any(_same(s.text, c.text) for c in chosen)
+            ]
             if not pool:
                 break
             s = max(pool, key=lambda s: (gain(s), -s.candidate_rank, -s.position))
             if gain(s) < self.min_gain:
                 break
+            if not quotable(s):
+                sentences.remove(s)
+                continue
             chosen.append(s)
             covered |= s.terms & query.content
         chosen.sort(key=lambda s: (s.candidate_rank, s.position))
@@ -139,7 +149,16 @@ class ExtractiveAnswerer:
         if not sentences:
             return None
         lead = max(sentences, key=_rank)
-        return self.qualifiers.contrast(self.qualifiers.parse(query.text), lead.text, lead.context)
+        contrast = self.qualifiers.contrast(query.text, lead.text, lead.context)
+        if contrast is None:
+            return None
+        # A sentence scoring exactly as well, behind the lead by position only ("Membership:
+        # Standard" before "Membership: Unlimited" for a question about the unlimited one): the
+        # evidence answers if that sentence is about the question's own qualifier.
+        tied = [s for s in sentences if s is not lead and s.score == lead.score]
+        if any(self.qualifiers.about(query.text, s.text, s.context, contrast) for s in tied):
+            return None
+        return contrast
 
     def _usable(self, top: list[Candidate]) -> list[Candidate]:
         # The reranker's order stands (the judge's own order lowered MRR@10 on dev); the judge
