@@ -6,14 +6,19 @@ two first aiders must be on site during the night shift", however well the two m
 word; nor "How much can contractors claim for meals?" by "Employees may claim 45 pounds", nor
 "What is the allowance for trips that are not overnight?" by "Employees travelling overnight
 may claim ...". A dependency parse (spaCy's small English pipeline, from its PyPI wheel) finds
-the three shapes:
+these shapes:
 
 - `modifier`: the question's noun carries a modifier (early shift, glucose test, supplier
   contracts) the sentence lacks, and the sentence gives the same noun another one (night shift);
 - `subject`: the question's verb has a subject (contractors claim) the sentence lacks, and the
   sentence gives the same verb another subject (employees may claim);
 - `negation`: the question negates a qualifying clause (trips that are not overnight; hours not
-  approved in advance) whose words the sentence uses without any negation.
+  approved in advance) whose words the sentence uses without any negation;
+- `row`: a table row (`rag.rows`) is about its first cell ("Passenger: Adult"), and the
+  question names neither it nor a thing the row names ("a senior citizen single fare").
+
+And a question asking whether a thing exists ("Is there a gym in the building?") names the
+thing (`asked_thing`) for the pipeline to look up in the whole index.
 
 Each needs both sides: a word of the question missing from the sentence and a word of the
 sentence, in the same place, missing from the question. A paraphrase that simply words things
