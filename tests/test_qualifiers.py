@@ -48,6 +48,14 @@ def reader() -> QualifierReader:
             "Employees claim",
             "contractors claim",
         ),
+        # Two adjectives of one set of values that exclude each other.
+        (
+            "Can quarterly plans be refunded?",
+            "Annual plans are refunded pro rata within 30 days.",
+            "modifier",
+            "Annual plans",
+            "quarterly plans",
+        ),
         (
             "How is overtime paid for hours that are not approved in advance?",
             "Overtime is paid at one and a half times the hourly rate for hours approved in "
@@ -128,6 +136,12 @@ def test_a_row_that_may_answer_does_not_contrast(reader, question):
             "How much sick pay do employees get after two years of service?",
             "After two years of service this rises to 12 weeks at full pay.",
             "Sick leave policy Sick pay",
+        ),
+        # Two adjectives of no such set: as often one thing seen twice as two things.
+        (
+            "Is vertical farming more water-efficient than traditional agriculture?",
+            "Vertical farming uses 95 percent less water than conventional agriculture.",
+            "",
         ),
         # A negation the sentence shares is no contrast.
         (

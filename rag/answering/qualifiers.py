@@ -62,6 +62,20 @@ _DESCRIPTIVE = frozenset(
         "maximum minimum non"
     )
 )
+# Values of one scope that exclude each other, as policies, price lists and timetables use them:
+# a sentence about "annual plans" or "paid annual leave" says nothing of "quarterly plans" or
+# "paid sick leave", although each pair is two adjectives.
+_EXCLUSIVE = tuple(
+    frozenset(tokenize(words))
+    for words in (
+        "hourly daily weekly fortnightly monthly quarterly annual yearly",
+        "full part",  # -time
+        "sick annual parental maternity paternity adoption bereavement compassionate unpaid study",
+        "early late morning afternoon evening night",
+        "domestic international",
+        "temporary permanent",
+    )
+)
 # A question's subject or noun with one of these hanging on it describes an entity to find, as
 # multi-hop questions do ("the airline operating in Whitehorse handled ..."), and one deep in
 # the question's tree belongs to such a description ("a remake of the British series"): the
@@ -275,8 +289,9 @@ class QualifierReader:
                     and s.head(y).stem == noun.stem
                     and y.stem not in q.stems
                     # Two adjectives are as often two sides of one thing ("traditional" and
-                    # "conventional", "Californian" and "American") as two different things.
-                    and not (x.pos == y.pos == "ADJ")
+                    # "conventional", "Californian" and "American") as two different things,
+                    # unless both belong to one set of values that exclude each other.
+                    and (not x.pos == y.pos == "ADJ" or _exclusive(x.stem, y.stem))
                     # The sentence names the thing the question describes: "a television show"
                     # is "The Cleveland Show" (a capital at the sentence's start proves nothing).
                     and not (y.pos == "PROPN" and y.i > 0 and x.pos != "PROPN")
@@ -357,6 +372,10 @@ def _length(text: str) -> int:
 def _stem(word: str) -> str | None:
     terms = tokenize(word)
     return terms[0] if len(terms) == 1 else None
+
+
+def _exclusive(a: str | None, b: str | None) -> bool:
+    return any(a in group and b in group for group in _EXCLUSIVE)
 
 
 def _variants(a: str, b: str) -> bool:
