@@ -68,14 +68,19 @@ def score(results: list[dict[str, Any]], rows: dict[str, dict[str, Any]]) -> dic
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """A question set in this set's format, or in the reading set's (`doc`, `kind`,
-    `question`, `answer`: `training/reading`), which becomes split `reading`."""
-    rows = []
+    """A question set in this set's format (read and checked by the runner's reader), or in
+    the reading set's (`doc`, `kind`, `question`, `answer`: `training/reading`), which becomes
+    split `reading`."""
+    from evals.runner import read_dataset
+
     lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if lines and "id" in json.loads(lines[0]):
+        return read_dataset(path)
+    rows = []
     for n, row in enumerate(map(json.loads, lines), 1):
-        if "id" not in row:
-            answerable = row["kind"] in ("direct", "paraphrase")
-            row = {
+        answerable = row["kind"] in ("direct", "paraphrase")
+        rows.append(
+            {
                 "id": f"reading-{n:03d}",
                 "split": "reading",
                 "kind": row["kind"],
@@ -84,7 +89,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 "relevant_doc_ids": [row["doc"]] if answerable else [],
                 "reference_answer": row["answer"] if answerable else None,
             }
-        rows.append(row)
+        )
     return rows
 
 

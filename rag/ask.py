@@ -53,6 +53,11 @@ REFUSAL_MESSAGES = {
 }
 
 
+def _unmentioned_detail(words: str) -> str:
+    """The `not_covered` detail: the question's own words that no document mentions."""
+    return f"no document in the tiers searched mentions: {words}"
+
+
 class _Clock:
     def __init__(self) -> None:
         self.start = self.last = time.perf_counter()
@@ -198,7 +203,7 @@ class AskPipeline:
         unknown = self._unknown_thing(query, tiers)
         if unknown is not None:
             d.reason = "not_covered"
-            d.detail = f"no document in the tiers searched mentions: {unknown}"
+            d.detail = _unmentioned_detail(unknown)
             return d
         if (
             confidence < self.effective_threshold
@@ -248,12 +253,9 @@ class AskPipeline:
     def _contrast_refusal(self, contrast: Contrast, tiers: list[str]) -> tuple[str, str]:
         """The best evidence is about another qualifier: `not_covered` when the asked one
         appears in no document of the tiers searched, else `low_confidence`, both saying so."""
-        asked = tokenize(contrast.word) if contrast.word else []
-        if asked and self.retriever.unmentioned(asked, tiers):
-            return "not_covered", (
-                f"no document in the tiers searched mentions: {contrast.word}; "
-                + contrast.describe()
-            )
+        word = contrast.word
+        if word and (asked := tokenize(word)) and self.retriever.unmentioned(asked, tiers):
+            return "not_covered", f"{_unmentioned_detail(word)}; {contrast.describe()}"
         return "low_confidence", contrast.describe()
 
     def _refusal(
@@ -266,7 +268,7 @@ class AskPipeline:
         uncovered = self.retriever.unmentioned(evidence.missing_specific, tiers)
         if uncovered:
             words = ", ".join(query.as_written(uncovered))
-            return "not_covered", f"no document in the tiers searched mentions: {words}"
+            return "not_covered", _unmentioned_detail(words)
         missing = ", ".join(query.as_written(evidence.missing_specific))
         threshold = self.effective_threshold
         if confidence >= threshold:  # refused for missing every name and number it asks about
