@@ -181,7 +181,7 @@ def test_reads_the_chunk_the_judge_rated_best():
 def test_the_judged_window_breaks_a_coverage_tie():
     # Both sentences cover the question equally; unjudged, the first one wins.
     text = "Leave is generous here. Parental leave lasts sixteen weeks."
-    query = QueryTerms.of("How long is leave?")
+    query = QueryTerms.of("Who gets leave?")
     first = ExtractiveAnswerer(max_sentences=1).answer(query, [candidate(text)]).citations
     assert first[0].quote == "Leave is generous here."
     judged = candidate(text, judge=3.0, window=(text.index("Parental"), len(text)))

@@ -48,6 +48,20 @@ def reader() -> QualifierReader:
             "Employees claim",
             "contractors claim",
         ),
+        (
+            "How much can employees claim for taxis?",
+            "Employees may claim up to 45 pounds per day for meals.",
+            "object",
+            "meals",
+            "taxis",
+        ),
+        (
+            "How much storage can a team request for a shared mailbox?",
+            "Teams can request up to 1 TB for a shared team folder.",
+            "object",
+            "shared team folder",
+            "shared mailbox",
+        ),
         # Two adjectives of one set of values that exclude each other.
         (
             "Can quarterly plans be refunded?",
@@ -143,6 +157,18 @@ def test_a_row_that_may_answer_does_not_contrast(reader, question):
             "Vertical farming uses 95 percent less water than conventional agriculture.",
             "",
         ),
+        # The same verb, preposition and object.
+        (
+            "How much can employees claim for meals?",
+            "Employees may claim up to 45 pounds per day for meals.",
+            "",
+        ),
+        # A light verb says too little to contrast its objects.
+        (
+            "What do I need for the ferry?",
+            "You need a valid ticket for every sailing.",
+            "",
+        ),
         # A negation the sentence shares is no contrast.
         (
             "What is the allowance for trips that are not overnight?",
@@ -186,6 +212,10 @@ Employees travelling overnight may claim up to 45 pounds per day for meals.
 
 The building manager has an office on the ground floor, open Monday to Friday from 9:00 to
 13:00.
+
+## Parking
+
+Staff may park in the north yard with a parking permit from the building manager.
 """
 
 
@@ -232,6 +262,17 @@ def test_a_thing_no_document_names_is_not_covered(client):
     body = ask(client, "Is there a gym in the building?")
     assert body["refused"] and body["refusal_reason"] == "not_covered", body
     assert body["refusal_detail"] == "no document in the tiers searched mentions: gym"
+
+
+@pytest.mark.integration
+def test_evidence_without_the_asked_price_is_not_an_answer(client):
+    where = ask(client, "Where can staff park?")
+    assert not where["refused"] and "north yard" in where["answer"], where
+    price = ask(client, "How much does a parking permit cost?")
+    assert price["refused"] and price["refusal_reason"] == "low_confidence", price
+    assert price["refusal_detail"].startswith(
+        "the question asks for a price; the best evidence gives none"
+    )
 
 
 def test_a_row_tied_with_the_lead_answers_when_it_is_the_one_asked_about(reader):

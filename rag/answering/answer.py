@@ -3,7 +3,8 @@
 `ExtractiveAnswerer` quotes the sentences that the answerability judge and the coverage of the
 question rate best: it reads the chunks the judge read and rated close to its best (when no
 judge ran: those ranked close to the best one), starts from the sentence that covers the
-question best (preferring the window the judge read), then adds the sentences that cover what
+question best (preferring the window the judge read and one holding the shape of answer asked
+for: a time for "When ...?", `rag.answering.shapes`), then adds the sentences that cover what
 the chosen ones leave out, so a two-step question ("Where does the Pacers' Lance Stephenson
 play his home games?") gets both steps ("...plays for the Indiana Pacers." "They play their
 home games at Bankers Life Fieldhouse."). Quotes are verbatim with a citation each: every quote
@@ -23,8 +24,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rag.answering.qualifiers import Contrast, QualifierReader
+from rag.answering.qualifiers import Contrast, QualifierReader, plain_question
 from rag.answering.sentences import split_sentences
+from rag.answering.shapes import ASKED_FOR, asked_shape, day_part_terms, has_shape, must_hold
 from rag.retrieval.bm25 import tokenize
 from rag.retrieval.terms import QueryTerms
 from rag.types import Candidate, Citation, GeneratorInfo, TextSink
@@ -83,6 +85,9 @@ class ExtractiveAnswerer:
     judge_margin: float = 2.0
     # Sentences inside the window the judge read gain this much (coverage is in [0, 1]).
     window_bonus: float = 0.25
+    # A sentence holding the shape of answer the question asks for (a time for "When ...?", an
+    # amount for "How much ...?": `rag.answering.shapes`) gains this much.
+    shape_bonus: float = 0.15
     # Finds sentences about another qualifier than the question's (the night shift for a
     # question about the early shift): such a sentence is never quoted, and when it is the best
     # one, the evidence does not answer.
@@ -93,44 +98,7 @@ class ExtractiveAnswerer:
         self, query: QueryTerms, ranked: list[Candidate], on_sentence: TextSink | None = None
     ) -> Reply:
         usable = self._usable(ranked[: self.depth])
-        sentences = self._sentences(query, usable)
-        if not sentences:
-            return Reply("", [])
-        reader = self.qualifiers
-
-        def quotable(s: _Sentence) -> bool:
-            # A sentence about another qualifier than the question's is never quoted.
-            return reader is None or reader.contrast(query.text, s.text, s.context) is None
-
-        # Checked in the order they would be chosen: most sentences are never parsed.
-        best = next((s for s in sorted(sentences, key=_rank, reverse=True) if quotable(s)), None)
-        if best is None:
-            return Reply("", [])
-        chosen = [best]
-        covered = best.terms & query.content
-
-        def gain(s: _Sentence) -> float:
-            fresh = query.coverage((s.terms & query.content) - covered)
-            return fresh + (self.same_chunk_bonus if s.candidate_rank == best.candidate_rank else 0)
-
-        while len(chosen) < self.max_sentences:
-            # A further sentence must state something: a short unpunctuated line ("Sick leave")
-            # is a heading, which adds the question's words but no fact.
-            pool = [
-                s
-                for s in sentences
-                if not _heading_like(s.text) and not any(_same(s.text, c.text) for c in chosen)
-            ]
-            if not pool:
-                break
-            s = max(pool, key=lambda s: (gain(s), -s.candidate_rank, -s.position))
-            if gain(s) < self.min_gain:
-                break
-            if not quotable(s):
-                sentences.remove(s)
-                continue
-            chosen.append(s)
-            covered |= s.terms & query.content
+        chosen = self._choose(query, self._sentences(query, usable))
         chosen.sort(key=lambda s: (s.candidate_rank, s.position))
         citations = [
             Citation(marker=i, quote=s.text, candidate=usable[s.candidate_rank])
@@ -143,22 +111,71 @@ class ExtractiveAnswerer:
         return Reply(" ".join(marked), citations)
 
     def contrast(self, query: QueryTerms, ranked: list[Candidate]) -> Contrast | None:
-        if self.qualifiers is None:
-            return None
         sentences = self._sentences(query, self._usable(ranked[: self.depth]))
         if not sentences:
             return None
-        lead = max(sentences, key=_rank)
-        contrast = self.qualifiers.contrast(query.text, lead.text, lead.context)
-        if contrast is None:
-            return None
-        # A sentence scoring exactly as well, behind the lead by position only ("Membership:
-        # Standard" before "Membership: Unlimited" for a question about the unlimited one): the
-        # evidence answers if that sentence is about the question's own qualifier.
-        tied = [s for s in sentences if s is not lead and s.score == lead.score]
-        if any(self.qualifiers.about(query.text, s.text, s.context, contrast) for s in tied):
-            return None
-        return contrast
+        if self.qualifiers is not None:
+            lead = max(sentences, key=_rank)
+            contrast = self.qualifiers.contrast(query.text, lead.text, lead.context)
+            # A sentence scoring exactly as well, behind the lead by position only ("Membership:
+            # Standard" before "Membership: Unlimited" for a question about the unlimited one):
+            # the evidence answers if that sentence is about the question's own qualifier.
+            tied = [s for s in sentences if s is not lead and s.score == lead.score]
+            if contrast is not None and not any(
+                self.qualifiers.about(query.text, s.text, s.context, contrast) for s in tied
+            ):
+                return contrast
+        shape = must_hold(query.text)
+        if shape is not None and plain_question(query.text):
+            # Sentences holding the shape score higher, yet the answer's lead holds none: the
+            # evidence speaks of the thing, not of its price or duration. A further sentence
+            # from another passage may hold it (the second step of a two-step question); one
+            # from the lead's own passage holds a neighbouring thing's ("lost vests are
+            # replaced at 8 pounds" for the price of gloves).
+            chosen = self._choose(query, sentences)
+            if chosen and not any(
+                has_shape(shape, s.text)
+                for s in chosen
+                if s is chosen[0] or s.candidate_rank != chosen[0].candidate_rank
+            ):
+                return Contrast("shape", ASKED_FOR[shape], chosen[0].text)
+        return None
+
+    def _choose(self, query: QueryTerms, sentences: list[_Sentence]) -> list[_Sentence]:
+        """The sentences to quote, in the order chosen: the best one quotable, then those
+        covering question terms the chosen ones leave out."""
+        reader = self.qualifiers
+
+        def quotable(s: _Sentence) -> bool:
+            # A sentence about another qualifier than the question's is never quoted.
+            return reader is None or reader.contrast(query.text, s.text, s.context) is None
+
+        # Checked in the order they would be chosen: most sentences are never parsed.
+        best = next((s for s in sorted(sentences, key=_rank, reverse=True) if quotable(s)), None)
+        if best is None:
+            return []
+        chosen = [best]
+        covered = best.terms & query.content
+
+        def gain(s: _Sentence) -> float:
+            fresh = query.coverage((s.terms & query.content) - covered)
+            return fresh + (self.same_chunk_bonus if s.candidate_rank == best.candidate_rank else 0)
+
+        # A further sentence must state something: a short unpunctuated line ("Sick leave") is a
+        # heading, which adds the question's words but no fact.
+        pool = [s for s in sentences if s is not best and not _heading_like(s.text)]
+        while len(chosen) < self.max_sentences:
+            pool = [s for s in pool if not any(_same(s.text, c.text) for c in chosen)]
+            if not pool:
+                break
+            s = max(pool, key=lambda s: (gain(s), -s.candidate_rank, -s.position))
+            if gain(s) < self.min_gain:
+                break
+            pool.remove(s)
+            if quotable(s):
+                chosen.append(s)
+                covered |= s.terms & query.content
+        return chosen
 
     def _usable(self, top: list[Candidate]) -> list[Candidate]:
         # The reranker's order stands (the judge's own order lowered MRR@10 on dev); the judge
@@ -174,6 +191,7 @@ class ExtractiveAnswerer:
 
     def _sentences(self, terms: QueryTerms, top: list[Candidate]) -> list[_Sentence]:
         out: list[_Sentence] = []
+        shape = asked_shape(terms.text)
         for rank, candidate in enumerate(top):
             text = candidate.payload.text
             # Earlier-ranked chunks win ties; the prior is small next to term coverage.
@@ -185,10 +203,12 @@ class ExtractiveAnswerer:
                 sentence = text[a:b]
                 if _not_evidence(sentence, headings):
                     continue
-                sentence_terms = frozenset(tokenize(sentence))
+                sentence_terms = frozenset(tokenize(sentence)) | day_part_terms(sentence)
                 score = terms.coverage(sentence_terms) + prior
                 if candidate.window and lo <= a and b <= hi:
                     score += self.window_bonus
+                if shape is not None and has_shape(shape, sentence):
+                    score += self.shape_bonus
                 if _heading_like(sentence):
                     # "Parental leave" restates the question; the sentence under it answers it.
                     score *= 0.5
