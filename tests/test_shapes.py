@@ -51,6 +51,15 @@ def test_the_shape_a_question_asks_for(question, shape):
         (Shape.DURATION, "The warranty covers parts and labour.", False),
         (Shape.FREQUENCY, "The licence must be renewed every three years.", True),
         (Shape.FREQUENCY, "Only licence holders may drive.", False),
+        # An answer without a number: none is set.
+        (
+            Shape.FREQUENCY,
+            "Passwords are not rotated on a schedule; they must be changed immediately when a "
+            "compromise is suspected.",
+            True,
+        ),
+        (Shape.AMOUNT, "Premium members may book unlimited classes.", True),
+        (Shape.DURATION, "Access lasts until you leave the company.", True),
         (Shape.DAYS, "Sails Monday to Saturday.", True),
         (Shape.TIME, "Harbour Line runs ferries between Dunmore and Kilrush.", False),
     ],

@@ -66,13 +66,18 @@ _MONEY = (
     r"[£$€¥]|\b(?:pounds?|pence|euros?|cents?|dollars?|usd|eur|gbp|free|no charge|no cost|"
     r"nothing|included|full|half|percent|per cent)\b|\d ?%"
 )
+# Each shape may also be answered without a number: "unlimited", "until you leave", "not on a
+# schedule; immediately when a compromise is suspected".
 _HAS = {
     Shape.PRICE: _MONEY,
-    Shape.AMOUNT: rf"{_NUMBER}|\bfree\b|\bno charge\b|\bnothing\b",
-    Shape.DURATION: rf"{_NUMBER}|\b(?:{_UNITS})\b",
+    Shape.AMOUNT: rf"{_NUMBER}|\b(?:free|no charge|nothing|none|no limit|unlimited|all)\b",
+    Shape.DURATION: (
+        rf"{_NUMBER}|\b(?:{_UNITS}|until|indefinitely|permanently|no limit|unlimited)\b"
+    ),
     Shape.FREQUENCY: (
         rf"{_NUMBER}|\b(?:every|each|per|once|daily|weekly|monthly|yearly|annually|hourly|"
-        r"quarterly|fortnightly|times)\b"
+        r"quarterly|fortnightly|times|always|never|regularly|schedule|scheduled|immediately|"
+        r"whenever)\b"
     ),
     Shape.DAYS: rf"\b(?:{_WEEKDAYS}|every day|public holidays?|bank holidays?)\b",
     Shape.TIME: (
