@@ -7,6 +7,10 @@ wants an amount, "How long ...?" a duration, "How often ...?" a frequency, "Whic
 days. Only questions whose opening says so get a shape; the rest (who, what, why, where) are
 left to the words they share with the sentence.
 
+A price, an amount, a duration or a frequency must be in the answer (`must_hold`): "How much
+does colour printing cost?" is not answered by "Colour printing needs a cost centre code." —
+the evidence speaks of the thing, not of what was asked (the answerer's `contrast`).
+
 A sentence's clock times also name their part of the day, so "the afternoon sailing" finds the
 row that departs at 16:00.
 """
@@ -85,6 +89,8 @@ _HAS = {
         r"before|after|within|until|during|since|holidays?|spring|summer|autumn|winter)\b"
     ),
 }
+_SENTENCE = {shape: re.compile(pattern, re.I) for shape, pattern in _HAS.items()}
+
 # What the question asks for, as a refusal names it. A sentence without it does not answer
 # ("How long is the warranty?" / "The warranty covers parts and labour."): these shapes are
 # narrow enough to say so; a time ("When ...?") is too often answered in words ("on arrival").
@@ -98,7 +104,6 @@ ASKED_FOR = {
 # that contains the dugong?") is answered in steps, the first of which names the thing and
 # holds no amount: such questions are left alone (measured on HaluEval's two-step questions).
 _DESCRIBES = re.compile(r"\b(?:that|which|who|whom|whose)\b", re.I)
-_SENTENCE = {shape: re.compile(pattern, re.I) for shape, pattern in _HAS.items()}
 
 # Parts of the day by the hour a clock time falls in (24-hour clock).
 _DAY_PARTS = [(5, "morning"), (12, "afternoon"), (18, "evening"), (22, "night")]
