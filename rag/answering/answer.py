@@ -26,7 +26,14 @@ from typing import Protocol
 
 from rag.answering.qualifiers import Contrast, QualifierReader, plain_question
 from rag.answering.sentences import split_sentences
-from rag.answering.shapes import ASKED_FOR, asked_shape, day_part_terms, has_shape, must_hold
+from rag.answering.shapes import (
+    ASKED_FOR,
+    DAY_PARTS,
+    asked_shape,
+    day_part_terms,
+    has_shape,
+    must_hold,
+)
 from rag.retrieval.bm25 import tokenize
 from rag.retrieval.terms import QueryTerms
 from rag.types import Candidate, Citation, GeneratorInfo, TextSink
@@ -117,14 +124,16 @@ class ExtractiveAnswerer:
         if self.qualifiers is not None:
             lead = max(sentences, key=_rank)
             contrast = self.qualifiers.contrast(query.text, lead.text, lead.context)
-            # A sentence scoring exactly as well, behind the lead by position only ("Membership:
-            # Standard" before "Membership: Unlimited" for a question about the unlimited one):
-            # the evidence answers if that sentence is about the question's own qualifier.
-            tied = [s for s in sentences if s is not lead and s.score == lead.score]
-            if contrast is not None and not any(
-                self.qualifiers.about(query.text, s.text, s.context, contrast) for s in tied
-            ):
-                return contrast
+            if contrast is not None:
+                # A sentence scoring exactly as well, behind the lead by position only
+                # ("Membership: Standard" before "Membership: Unlimited" for a question about
+                # the unlimited one): the evidence answers if that sentence is about the
+                # question's own qualifier.
+                tied = [s for s in sentences if s is not lead and s.score == lead.score]
+                if not any(
+                    self.qualifiers.about(query.text, s.text, s.context, contrast) for s in tied
+                ):
+                    return contrast
         shape = must_hold(query.text)
         if shape is not None and plain_question(query.text):
             # Sentences holding the shape score higher, yet the answer's lead holds none: the
@@ -192,6 +201,8 @@ class ExtractiveAnswerer:
     def _sentences(self, terms: QueryTerms, top: list[Candidate]) -> list[_Sentence]:
         out: list[_Sentence] = []
         shape = asked_shape(terms.text)
+        # Clock times are read as parts of the day only for a question that names one.
+        day_part = bool(terms.content & DAY_PARTS)
         for rank, candidate in enumerate(top):
             text = candidate.payload.text
             # Earlier-ranked chunks win ties; the prior is small next to term coverage.
@@ -203,7 +214,9 @@ class ExtractiveAnswerer:
                 sentence = text[a:b]
                 if _not_evidence(sentence, headings):
                     continue
-                sentence_terms = frozenset(tokenize(sentence)) | day_part_terms(sentence)
+                sentence_terms = frozenset(tokenize(sentence))
+                if day_part:
+                    sentence_terms |= day_part_terms(sentence)
                 score = terms.coverage(sentence_terms) + prior
                 if candidate.window and lo <= a and b <= hi:
                     score += self.window_bonus

@@ -395,7 +395,7 @@ class QualifierReader:
 def _may_contrast(question: str, stems: frozenset[str]) -> bool:
     """Whether the words alone allow a contrast: a question that negates, or a word of the
     question the sentence lacks next to one it has (a modifier beside its noun, a subject
-    beside its verb)."""
+    beside its verb, an object beside its preposition or modifier)."""
     if _NEGATION.search(question):
         return True
     words = [_stem(w) for w in _WORDS.findall(question)]

@@ -105,8 +105,9 @@ ASKED_FOR = {
 # holds no amount: such questions are left alone (measured on HaluEval's two-step questions).
 _DESCRIBES = re.compile(r"\b(?:that|which|who|whom|whose)\b", re.I)
 
-# Parts of the day by the hour a clock time falls in (24-hour clock).
-_DAY_PARTS = [(5, "morning"), (12, "afternoon"), (18, "evening"), (22, "night")]
+# Parts of the day by the hour a clock time falls in (24-hour clock), latest first.
+_DAY_PARTS = [(22, "night"), (18, "evening"), (12, "afternoon"), (5, "morning")]
+DAY_PARTS = frozenset(t for _, name in _DAY_PARTS for t in tokenize(name))
 # "16:00", "4pm", "4.30 p.m." (not "14.00 euros": a 24-hour time is written with a colon here).
 _TIME_OF_DAY = re.compile(
     r"\b(?:([01]?\d|2[0-3]):[0-5]\d\b|(1[0-2]|0?\d)(?:[:.][0-5]\d)? ?([ap])\.?m\b\.?)", re.I
@@ -136,9 +137,5 @@ def day_part_terms(sentence: str) -> frozenset[str]:
     parts: set[str] = set()
     for clock, twelve, half in _TIME_OF_DAY.findall(sentence):
         h = int(clock) if clock else int(twelve) % 12 + (12 if half.lower() == "p" else 0)
-        part = "night"
-        for start, name in _DAY_PARTS:
-            if h >= start:
-                part = name
-        parts.add(part)
+        parts.add(next((name for start, name in _DAY_PARTS if h >= start), "night"))
     return frozenset(t for part in parts for t in tokenize(part))
